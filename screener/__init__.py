@@ -20,6 +20,13 @@ from screener._metrics import class_stratified_folds, regression_metrics
 
 __version__ = "0.1.0"
 
+
+def screen(*args, **kwargs):
+    """Screen hosts for fast migration; see :func:`screener._screen.screen`."""
+    from screener._screen import screen as _screen
+
+    return _screen(*args, **kwargs)
+
 __all__ = [
     "N_IMAGES",
     "Band",
@@ -38,4 +45,5 @@ __all__ = [
     "class_stratified_folds",
     "read_entries",
     "regression_metrics",
+    "screen",
 ]

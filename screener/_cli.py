@@ -21,6 +21,7 @@ _COMMANDS = [
     "screener._cmd_train",
     "screener._cmd_evaluate",
     "screener._cmd_hops",
+    "screener._cmd_run",
 ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ def models_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """The model loaded when none is named."""
-    return models_dir() / DEFAULT_MODEL_NAME
+    """The model loaded when none is named: ``$SCREENER_MODEL_DIR``, else the shipped one."""
+    env = os.environ.get("SCREENER_MODEL_DIR")
+    return Path(env) if env else models_dir() / DEFAULT_MODEL_NAME
 
 
 def sha256_file(path: Path) -> str:
