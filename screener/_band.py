@@ -68,6 +68,36 @@ def structure_to_jarvis_dict(structure: Structure) -> dict[str, Any]:
     }
 
 
+def _match_sites(initial: Structure, final: Structure) -> np.ndarray:
+    """Index in ``final`` of each site of ``initial``.
+
+    Sites listed in the same species order are matched by index. Otherwise each species is
+    matched by the assignment of least total minimum-image distance (Hungarian algorithm), so
+    end points whose sites are listed in different orders still give the right hop.
+
+    Raises:
+        BandBuildError: when the compositions differ.
+    """
+    sp_i = [s.species_string for s in initial]
+    sp_f = [s.species_string for s in final]
+    if sp_i == sp_f:
+        return np.arange(len(initial))
+    if sorted(sp_i) != sorted(sp_f):
+        raise BandBuildError("end points have different compositions")
+    from scipy.optimize import linear_sum_assignment
+
+    order = np.empty(len(initial), dtype=int)
+    lat = initial.lattice.matrix
+    for sp in set(sp_i):
+        ii = np.array([k for k, x in enumerate(sp_i) if x == sp])
+        ff = np.array([k for k, x in enumerate(sp_f) if x == sp])
+        d = _min_image(final.frac_coords[ff][None, :, :] - initial.frac_coords[ii][:, None, :])
+        cost = np.linalg.norm(d @ lat, axis=2)
+        rows, cols = linear_sum_assignment(cost)
+        order[ii[rows]] = ff[cols]
+    return order
+
+
 @dataclass
 class Band:
     """A migration band: ``structure`` holds the ion's images first, then the host.
@@ -137,7 +167,8 @@ class Band:
         """Build the band of one hop from its initial and final structures.
 
         The migrating ion is the site whose position changes most (minimum image); the host is
-        the initial structure without it. Sites must be listed in the same order in both.
+        the initial structure without it. Sites are matched by index when both list the same
+        species in the same order, else per species by least total displacement.
 
         Raises:
             BandBuildError: when the two structures do not describe one hop.
@@ -148,9 +179,8 @@ class Band:
             )
         if len(initial) < 2:
             raise BandBuildError("end points need an ion and a host")
-        if [s.species for s in initial] != [s.species for s in final]:
-            raise BandBuildError("end points list different species in site order")
-        dfrac = _min_image(final.frac_coords - initial.frac_coords)
+        order = _match_sites(initial, final)
+        dfrac = _min_image(final.frac_coords[order] - initial.frac_coords)
         dcart = dfrac @ initial.lattice.matrix
         moved = np.linalg.norm(dcart, axis=1)
         k = int(np.argmax(moved))

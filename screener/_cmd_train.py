@@ -50,6 +50,34 @@ def _dataset_path(path: Path) -> Path:
     return path / "train_bands.json" if path.is_dir() else path
 
 
+def _index_baselines(data: Path, oof: pd.DataFrame) -> dict:
+    """Metrics of the MACE-MP-0 barriers tabulated in ``train_index.csv`` beside the data, if any.
+
+    These are physics-based peers computed outside this project (from the source tabulation);
+    entries without a value are left out and the count says so.
+    """
+    from screener._metrics import regression_metrics
+
+    index = data.parent / "train_index.csv"
+    if not index.exists():
+        return {}
+    try:
+        idx = pd.read_csv(index)
+    except Exception as exc:  # noqa: BLE001 - a baseline must never sink training
+        log.warning("cannot read %s: %s", index, exc)
+        return {}
+    idx["jid"] = idx["jid"].astype(str)
+    merged = oof.merge(idx, on="jid", how="left")
+    out = {}
+    for col, name in [("MACE_relax_eV", "MACE-MP-0 NEB, relaxed (source table)"),
+                      ("MACE_norelax_eV", "MACE-MP-0 NEB, unrelaxed (source table)")]:
+        if col in merged:
+            ok = merged[col].notna()
+            if ok.sum() > 1:
+                out[name] = regression_metrics(merged.loc[ok, "target"].to_numpy(), merged.loc[ok, col].to_numpy())
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``screener train``; returns the exit code."""
     import torch
@@ -140,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         unc = np.sqrt(w * (1 - w)) * np.abs(graph - trees)
         oof["uncertainty_between_models"] = unc
         metrics["uncertainty_spearman_vs_abs_error"] = float(spearmanr(unc, np.abs(blend - y)).statistic)
+    baselines = _index_baselines(data, oof)
+    if baselines:
+        metrics["baselines"] = baselines
     metrics["graph_weight"] = w
     metrics["n_entries"] = len(entries)
     metrics["train_seconds"] = time.perf_counter() - t0
@@ -155,7 +186,6 @@ def run(args: argparse.Namespace) -> int:
     }
     if boosters:
         info["descriptor_feature_version"] = FEATURE_VERSION
-        info["descriptor_columns"] = list(features.columns)
     predictor = BandPredictor(members, config.graph, boosters, w, info)
     predictor.save(out)
     write_model_card(out)

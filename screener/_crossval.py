@@ -83,8 +83,8 @@ def run_folds(
 def gbm_folds(
     entries: list[Entry], config: ExperimentConfig, features: pd.DataFrame
 ) -> tuple[np.ndarray, list]:
-    """Out-of-fold predictions and per-fold boosters of the descriptor model."""
-    from screener._gbm import fit_gbm
+    """Out-of-fold predictions and per-fold descriptor tree models."""
+    from screener._descriptors import DescriptorModel
 
     entries = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
@@ -93,8 +93,8 @@ def gbm_folds(
     boosters = []
     for k in range(config.n_folds):
         test, train = folds == k, folds != k
-        booster = fit_gbm(features[train], y[train], config.gbm)
-        pred[test] = booster.predict(features[test].to_numpy(dtype=float))
+        booster = DescriptorModel(**config.gbm).fit(features[train], y[train])
+        pred[test] = booster.predict(features[test])
         boosters.append(booster)
         log.info("descriptor model fold %d: test MAE %.4f", k, np.mean(np.abs(pred[test] - y[test])))
     return pred, boosters

@@ -2,7 +2,8 @@
 
 A model directory holds ``model.json`` (versions, configurations, blend weight, sha256 of every
 file), ``weights.pt`` (the graph models' state dicts, read with ``weights_only=True``),
-``gbm_fold<k>.txt`` (LightGBM text models) and ``MODEL_CARD.md``.
+``trees_fold<k>.npz`` (descriptor tree models as plain arrays, read with ``allow_pickle=False``)
+and ``MODEL_CARD.md``.
 
 Prediction of member k = w * graph_k + (1 - w) * trees_k. The reported value is the mean over the
 members; the uncertainty is the standard deviation of the mixture of all graph and tree models:
@@ -24,7 +25,6 @@ import torch
 
 from screener._band import Band
 from screener._errors import ModelLoadError
-from screener._gbm import booster_from_string, booster_to_string
 from screener._graphs import GraphCache, GraphConfig
 from screener._model import BandALIGNN, BandModelConfig
 from screener._train import predict_pairs
@@ -71,7 +71,7 @@ class BandPredictor:
     Args:
         members: trained graph models (one per fold).
         graph_config: how bands become graphs (must match training).
-        boosters: LightGBM boosters on band descriptors (one per fold), or empty.
+        boosters: descriptor tree models (:class:`DescriptorModel`, one per fold), or empty.
         graph_weight: blend weight of the graph models (1.0 = graph only).
         info: free-form metadata (name, version, metrics) written to ``model.json``.
     """
@@ -139,10 +139,7 @@ class BandPredictor:
             from screener._descriptors import feature_matrix
 
             X = feature_matrix(bands)
-            cols = self.info.get("descriptor_columns")
-            if cols:
-                X = X[cols]
-            t_all = np.stack([b.predict(X.to_numpy(dtype=float)) for b in self.boosters])
+            t_all = np.stack([b.predict(X) for b in self.boosters])
         else:
             t_all = np.zeros((1, n))
         g_mean, t_mean = g_all.mean(0), t_all.mean(0)
@@ -162,8 +159,8 @@ class BandPredictor:
             torch.save(state, d / "weights.pt")
             files["weights.pt"] = sha256_file(d / "weights.pt")
         for i, b in enumerate(self.boosters):
-            name = f"gbm_fold{i}.txt"
-            (d / name).write_text(booster_to_string(b))
+            name = f"trees_fold{i}.npz"
+            b.save(d / name)
             files[name] = sha256_file(d / name)
         meta = {
             **self.info,
@@ -209,8 +206,15 @@ class BandPredictor:
                 m.load_state_dict(state[f"member{i}"])
                 m.eval()
                 members.append(m)
-        boosters = [booster_from_string((d / f"gbm_fold{i}.txt").read_text())
-                    for i in range(int(meta.get("n_boosters", 0)))]
+        boosters = []
+        if meta.get("n_boosters", 0):
+            from screener._descriptors import DescriptorModel
+
+            try:
+                boosters = [DescriptorModel.load(d / f"trees_fold{i}.npz")
+                            for i in range(int(meta["n_boosters"]))]
+            except ValueError as exc:
+                raise ModelLoadError(f"descriptor models in {d}: {exc}") from exc
         info = {k: v for k, v in meta.items()
                 if k not in {"model", "graph", "files", "n_members", "n_boosters", "graph_weight"}}
         pred = cls(members, GraphConfig(**meta["graph"]), boosters, meta.get("graph_weight", 1.0), info)

@@ -11,7 +11,6 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 
-from screener._gbm import GBMConfig
 from screener._graphs import GraphConfig, GraphPair, collate
 from screener._model import BandALIGNN, BandModelConfig
 
@@ -55,12 +54,16 @@ class TrainConfig:
 
 @dataclass
 class ExperimentConfig:
-    """Everything ``screener train`` needs: model, graphs and optimisation."""
+    """Everything ``screener train`` needs: model, graphs, optimisation, descriptor trees.
+
+    ``gbm`` holds keyword arguments of :class:`screener._descriptors.DescriptorModel`
+    (``transform`` and ``HistGradientBoostingRegressor`` parameters); empty means its defaults.
+    """
 
     model: BandModelConfig = field(default_factory=BandModelConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    gbm: GBMConfig = field(default_factory=GBMConfig)
+    gbm: dict[str, Any] = field(default_factory=dict)
     use_gbm: bool = True
     n_folds: int = 5
     fold_seed: int = 0
@@ -72,7 +75,7 @@ class ExperimentConfig:
             model=BandModelConfig.from_dict(d.get("model", {})),
             graph=GraphConfig(**d.get("graph", {})),
             train=TrainConfig.from_dict(d.get("train", {})),
-            gbm=GBMConfig.from_dict(d.get("gbm", {})),
+            gbm=dict(d.get("gbm", {})),
             use_gbm=bool(d.get("use_gbm", True)),
             n_folds=int(d.get("n_folds", 5)),
             fold_seed=int(d.get("fold_seed", 0)),
@@ -84,7 +87,7 @@ class ExperimentConfig:
             "model": self.model.to_dict(),
             "graph": asdict(self.graph),
             "train": asdict(self.train),
-            "gbm": self.gbm.to_dict(),
+            "gbm": dict(self.gbm),
             "use_gbm": self.use_gbm,
             "n_folds": self.n_folds,
             "fold_seed": self.fold_seed,

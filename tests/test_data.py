@@ -88,3 +88,14 @@ def test_malformed_records_become_errors(tmp_path):
     assert entries[0].error is None
     assert all(e.error for e in entries[1:])
     assert [e.jid for e in entries[:5]] == [str(good["jid"]), "901", "902", "903", "904"]
+
+
+def test_endpoints_listed_in_different_orders_are_matched():
+    rec = dataset_records(3)[2]
+    band = Band.from_jarvis_dict(rec["atoms"])
+    ini, fin = band.endpoint(0), band.endpoint(-1)
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(len(fin))
+    fin = Structure.from_sites([fin[i] for i in perm])
+    rebuilt = Band.from_endpoints(ini, fin)
+    assert _same_sites(rebuilt.structure, band.structure) < 1e-9

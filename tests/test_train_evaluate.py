@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
 def test_training_writes_a_loadable_model(trained):
     data, out = trained
     for name in ["model.json", "weights.pt", "MODEL_CARD.md", "cv_metrics.json", "oof_predictions.csv",
-                 "gbm_fold0.txt", "gbm_fold1.txt"]:
+                 "trees_fold0.npz", "trees_fold1.npz"]:
         assert (out / name).exists(), name
     meta = json.loads((out / "model.json").read_text())
     assert meta["n_members"] == 2 and meta["n_boosters"] == 2

@@ -1,0 +1,115 @@
+"""Band-model speed: bands/s batched vs one at a time, and peak memory of the largest band.
+
+Usage: python benchmarks/bench_model.py [--data DIR] [--model DIR] [--n 128] [--repeats 3]
+
+"One at a time" is the seed model's loop: build one band's graph, run one forward pass, repeat.
+"Batched" builds the graphs and runs forward passes over batches of ``--batch-size`` bands.
+Both use one torch thread, the shipped ensemble (all members) and the same bands. Prints a
+markdown table and, as its last line, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _peak_rss_child(data: Path, model: str | None, jid: str) -> float:
+    """Peak RSS (MiB) of a fresh process that predicts the band ``jid`` alone."""
+    code = f"""
+import resource, json, torch
+torch.set_num_threads(1)
+from screener._data import read_entries
+from screener._predictor import BandPredictor
+es = [e for e in read_entries({str(data)!r}) if e.jid == {jid!r}]
+p = BandPredictor.load({model!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+p.predict([es[0].band])
+print(json.dumps({{"before": base / 1024, "after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "em-dataset" / "train_bands.json"),
+                    help="dataset JSON (band form)")
+    ap.add_argument("--model", default=None, help="model directory (default: shipped)")
+    ap.add_argument("--n", type=int, default=128, help="bands timed")
+    ap.add_argument("--batch-size", type=int, default=32, help="bands per batch")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats (median reported)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from screener._data import read_entries
+    from screener._graphs import GraphCache
+    from screener._predictor import BandPredictor
+
+    entries = [e for e in read_entries(args.data) if e.band is not None]
+    bands = [e.band for e in entries[: args.n]]
+    p = BandPredictor.load(args.model)
+    p.predict(bands[:2])  # warm-up
+
+    def one_at_a_time() -> float:
+        t = time.perf_counter()
+        for b in bands:
+            p.predict([b], batch_size=1)
+        return time.perf_counter() - t
+
+    def batched() -> float:
+        t = time.perf_counter()
+        p.predict(bands, batch_size=args.batch_size)
+        return time.perf_counter() - t
+
+    def batched_model_only() -> tuple[float, float]:
+        cache = GraphCache(p.graph_config)
+        t = time.perf_counter()
+        for b in bands:
+            cache.get(b)
+        tg = time.perf_counter() - t
+        t = time.perf_counter()
+        p.predict(bands, batch_size=args.batch_size, cache=cache)
+        return tg, time.perf_counter() - t
+
+    single = [one_at_a_time() for _ in range(args.repeats)]
+    batch = [batched() for _ in range(args.repeats)]
+    split = [batched_model_only() for _ in range(args.repeats)]
+    s, b = statistics.median(single), statistics.median(batch)
+    g = statistics.median(x[0] for x in split)
+    m = statistics.median(x[1] for x in split)
+    largest = max(entries, key=lambda e: e.band.num_sites)
+    mem = _peak_rss_child(Path(args.data), args.model, largest.jid)
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, torch threads 1",
+        "n_bands": len(bands),
+        "members": len(p.members),
+        "trees": len(p.boosters),
+        "bands_per_s_one_at_a_time": len(bands) / s,
+        "bands_per_s_batched": len(bands) / b,
+        "batched_over_single": s / b,
+        "graph_build_s_per_band": g / len(bands),
+        "model_s_per_band_batched": m / len(bands),
+        "largest_band_sites": largest.band.num_sites,
+        "largest_band_peak_rss_mib": mem["after"],
+        "rss_before_largest_band_mib": mem["before"],
+    }
+    print("| measure | value |\n|---|---|")
+    for k, v in result.items():
+        print(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
