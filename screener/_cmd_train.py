@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         from screener._descriptors import FEATURE_VERSION, feature_matrix
 
         features = feature_matrix([e.band for e in entries])
-        trees, boosters = gbm_folds(entries, config, features)
+        trees, boosters, per_kind = gbm_folds(entries, config, features)
         w = choose_blend_weight(y, graph, trees)
     blend = np.clip(w * graph + (1 - w) * trees, 0, None) if boosters else graph
     oof["pred_graph"] = graph
@@ -164,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if boosters:
         metrics["trees_only"] = regression_metrics(y, trees)
-        # Only the between-model part of the uncertainty exists out of fold (one member per entry).
-        unc = np.sqrt(w * (1 - w)) * np.abs(graph - trees)
+        # Out of fold each entry has one graph model and one tree model of each kind, so the
+        # uncertainty there is the mixture spread without the fold-to-fold part.
+        unc = np.sqrt((1 - w) * per_kind.var(axis=0) + w * (1 - w) * (graph - trees) ** 2)
         oof["uncertainty_between_models"] = unc
         metrics["uncertainty_spearman_vs_abs_error"] = float(spearmanr(unc, np.abs(blend - y)).statistic)
     baselines = _index_baselines(data, oof)

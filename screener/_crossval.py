@@ -82,22 +82,37 @@ def run_folds(
 
 def gbm_folds(
     entries: list[Entry], config: ExperimentConfig, features: pd.DataFrame
-) -> tuple[np.ndarray, list]:
-    """Out-of-fold predictions and per-fold descriptor tree models."""
-    from screener._descriptors import DescriptorModel
+) -> tuple[np.ndarray, list, np.ndarray]:
+    """Out-of-fold predictions and per-fold descriptor tree models.
 
+    Each fold fits every kind in ``config.tree_kinds`` (gradient boosting, extra-trees); the
+    tree prediction is the mean of the kinds.
+
+    Returns:
+        Out-of-fold tree predictions (mean of the kinds), the fitted models (fold-major order),
+        and the out-of-fold predictions of each kind (kinds x entries).
+    """
+    from screener._descriptors import DescriptorModel, ForestModel
+
+    makers = {"hist_gradient_boosting": lambda: DescriptorModel(**config.gbm),
+              "extra_trees": lambda: ForestModel()}
     entries = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     y = np.array([e.target for e in entries], dtype=float)
     pred = np.full(len(entries), np.nan)
-    boosters = []
+    per_kind = np.full((len(config.tree_kinds), len(entries)), np.nan)
+    models = []
     for k in range(config.n_folds):
         test, train = folds == k, folds != k
-        booster = DescriptorModel(**config.gbm).fit(features[train], y[train])
-        pred[test] = booster.predict(features[test])
-        boosters.append(booster)
-        log.info("descriptor model fold %d: test MAE %.4f", k, np.mean(np.abs(pred[test] - y[test])))
-    return pred, boosters
+        fold_preds = []
+        for kind in config.tree_kinds:
+            m = makers[kind]().fit(features[train], y[train])
+            fold_preds.append(m.predict(features[test]))
+            models.append(m)
+        per_kind[:, test] = np.array(fold_preds)
+        pred[test] = np.mean(fold_preds, axis=0)
+        log.info("descriptor trees fold %d: test MAE %.4f", k, np.mean(np.abs(pred[test] - y[test])))
+    return pred, models, per_kind
 
 
 def choose_blend_weight(y: np.ndarray, graph: np.ndarray, trees: np.ndarray) -> float:

@@ -596,3 +596,115 @@ class DescriptorModel:
     def n_trees(self) -> int:
         """Number of boosted trees."""
         return 0 if self._trees is None else len(self._trees["offsets"]) - 1
+
+
+class ForestModel:
+    """Extra-trees on :func:`band_features`, savable without pickle.
+
+    Fitting uses scikit-learn's ``ExtraTreesRegressor`` (on ``log1p(Em)`` by default); the trees
+    are exported to flat arrays and prediction averages their leaf values, so a model read back
+    with :meth:`load` predicts exactly what the fitted model predicted.
+
+    Args:
+        transform: ``"none"`` or ``"log1p"``.
+        **params: keyword arguments of ``ExtraTreesRegressor`` overriding :data:`DEFAULT_FOREST_PARAMS`.
+    """
+
+    kind = "extra_trees"
+
+    def __init__(self, transform: str = "log1p", **params: Any) -> None:
+        if transform not in _TRANSFORMS:
+            raise ValueError(f"transform must be one of {_TRANSFORMS}, got {transform!r}")
+        self.transform = transform
+        self.params: dict[str, Any] = {**DEFAULT_FOREST_PARAMS, **params}
+        self.feature_names: list[str] = list(FEATURE_NAMES)
+        self.feature_version: int = FEATURE_VERSION
+        self._trees: dict[str, np.ndarray] | None = None
+
+    def fit(self, bands_or_X: Any, y: Sequence[float] | np.ndarray) -> ForestModel:
+        """Fit on bands, a feature frame or a feature matrix (see :meth:`DescriptorModel.fit`)."""
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        X = DescriptorModel._as_matrix(self, bands_or_X)  # same input handling
+        yt = np.asarray(y, dtype=float)
+        if self.transform == "log1p":
+            yt = np.log1p(np.clip(yt, 0.0, None))
+        est = ExtraTreesRegressor(**self.params).fit(X, yt)
+        feats, thr, left, right, value, offsets = [], [], [], [], [], [0]
+        for tree in est.estimators_:
+            t = tree.tree_
+            feats.append(t.feature.astype(np.int32))
+            thr.append(t.threshold.astype(np.float64))
+            left.append(t.children_left.astype(np.int32))
+            right.append(t.children_right.astype(np.int32))
+            value.append(t.value[:, 0, 0].astype(np.float64))
+            offsets.append(offsets[-1] + t.node_count)
+        self._trees = {
+            "feature_idx": np.concatenate(feats), "threshold": np.concatenate(thr),
+            "left": np.concatenate(left), "right": np.concatenate(right),
+            "value": np.concatenate(value), "offsets": np.asarray(offsets, dtype=np.int64),
+        }
+        return self
+
+    def _raw_predict(self, X: np.ndarray) -> np.ndarray:
+        if self._trees is None:
+            raise RuntimeError("model is not fitted")
+        t = self._trees
+        offs = t["offsets"]
+        out = np.zeros(X.shape[0])
+        rows = np.arange(X.shape[0])
+        for i in range(len(offs) - 1):
+            base = offs[i]
+            node = np.zeros(X.shape[0], dtype=np.int64)
+            active = t["left"][base + node] >= 0
+            while active.any():
+                a = base + node[active]
+                go_left = X[rows[active], t["feature_idx"][a]] <= t["threshold"][a]
+                node[active] = np.where(go_left, t["left"][a], t["right"][a])
+                active = t["left"][base + node] >= 0
+            out += t["value"][base + node]
+        return out / (len(offs) - 1)
+
+    def predict(self, bands_or_X: Any) -> np.ndarray:
+        """Predicted barriers (eV)."""
+        raw = self._raw_predict(DescriptorModel._as_matrix(self, bands_or_X))
+        return np.clip(np.expm1(raw), 0.0, None) if self.transform == "log1p" else raw
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` of plain arrays (no pickled objects)."""
+        if self._trees is None:
+            raise RuntimeError("model is not fitted")
+        with open(path, "wb") as fh:
+            np.savez_compressed(
+                fh, **self._trees, kind=np.array(self.kind), transform=np.array(self.transform),
+                feature_names=np.array(self.feature_names),
+                feature_version=np.array(self.feature_version, dtype=np.int64),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> ForestModel:
+        """Read a model written by :meth:`save` (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        names = [str(n) for n in data["feature_names"]]
+        if int(data["feature_version"]) != FEATURE_VERSION or names != list(FEATURE_NAMES):
+            raise ValueError("model features do not match this code's feature version")
+        model = cls(transform=str(data["transform"]))
+        model._trees = {k: data[k] for k in ("feature_idx", "threshold", "left", "right", "value", "offsets")}
+        return model
+
+
+DEFAULT_FOREST_PARAMS: dict[str, Any] = {
+    "n_estimators": 200,
+    "min_samples_leaf": 2,
+    "max_features": 0.4,
+    "random_state": 0,
+    "n_jobs": 1,
+}
+
+
+def load_tree_model(path: str | Path) -> DescriptorModel | ForestModel:
+    """Load a descriptor tree model of either kind from its ``.npz``."""
+    with np.load(path, allow_pickle=False) as z:
+        kind = str(z["kind"]) if "kind" in z.files else "hist_gradient_boosting"
+    return ForestModel.load(path) if kind == "extra_trees" else DescriptorModel.load(path)

@@ -2,7 +2,7 @@
 
 A model directory holds ``model.json`` (versions, configurations, blend weight, sha256 of every
 file), ``weights.pt`` (the graph models' state dicts, read with ``weights_only=True``),
-``trees_fold<k>.npz`` (descriptor tree models as plain arrays, read with ``allow_pickle=False``)
+``trees_<i>.npz`` (descriptor tree models as plain arrays, read with ``allow_pickle=False``)
 and ``MODEL_CARD.md``.
 
 Prediction of member k = w * graph_k + (1 - w) * trees_k. The reported value is the mean over the
@@ -159,7 +159,7 @@ class BandPredictor:
             torch.save(state, d / "weights.pt")
             files["weights.pt"] = sha256_file(d / "weights.pt")
         for i, b in enumerate(self.boosters):
-            name = f"trees_fold{i}.npz"
+            name = f"trees_{i}.npz"
             b.save(d / name)
             files[name] = sha256_file(d / name)
         meta = {
@@ -208,11 +208,10 @@ class BandPredictor:
                 members.append(m)
         boosters = []
         if meta.get("n_boosters", 0):
-            from screener._descriptors import DescriptorModel
+            from screener._descriptors import load_tree_model
 
             try:
-                boosters = [DescriptorModel.load(d / f"trees_fold{i}.npz")
-                            for i in range(int(meta["n_boosters"]))]
+                boosters = [load_tree_model(d / f"trees_{i}.npz") for i in range(int(meta["n_boosters"]))]
             except ValueError as exc:
                 raise ModelLoadError(f"descriptor models in {d}: {exc}") from exc
         info = {k: v for k, v in meta.items()

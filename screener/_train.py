@@ -65,6 +65,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     gbm: dict[str, Any] = field(default_factory=dict)
     use_gbm: bool = True
+    tree_kinds: tuple[str, ...] = ("hist_gradient_boosting", "extra_trees")
     n_folds: int = 5
     fold_seed: int = 0
 
@@ -77,6 +78,7 @@ class ExperimentConfig:
             train=TrainConfig.from_dict(d.get("train", {})),
             gbm=dict(d.get("gbm", {})),
             use_gbm=bool(d.get("use_gbm", True)),
+            tree_kinds=tuple(d.get("tree_kinds", ("hist_gradient_boosting", "extra_trees"))),
             n_folds=int(d.get("n_folds", 5)),
             fold_seed=int(d.get("fold_seed", 0)),
         )
@@ -89,6 +91,7 @@ class ExperimentConfig:
             "train": asdict(self.train),
             "gbm": dict(self.gbm),
             "use_gbm": self.use_gbm,
+            "tree_kinds": list(self.tree_kinds),
             "n_folds": self.n_folds,
             "fold_seed": self.fold_seed,
         }
