@@ -28,12 +28,13 @@ def _peak_rss_child(data: Path, model: str | None, jid: str) -> float:
     code = f"""
 import resource, json, torch
 torch.set_num_threads(1)
-from screener._data import read_entries
+from screener._data import entry_from_record
 from screener._predictor import BandPredictor
-es = [e for e in read_entries({str(data)!r}) if e.jid == {jid!r}]
+rec = [r for r in json.load(open({str(data)!r})) if str(r["jid"]) == {jid!r}][0]
+band = entry_from_record(rec).band
 p = BandPredictor.load({model!r})
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-p.predict([es[0].band])
+p.predict([band])
 print(json.dumps({{"before": base / 1024, "after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
