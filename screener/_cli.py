@@ -22,6 +22,9 @@ _COMMANDS = [
     "screener._cmd_evaluate",
     "screener._cmd_hops",
     "screener._cmd_run",
+    "screener._cmd_export",
+    "screener._cmd_refine",
+    "screener._cmd_report",
 ]
 
 

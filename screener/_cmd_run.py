@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="'bundled' (catalogue in data/hosts), 'mp' (Materials Project, needs MP_API_KEY) "
                         "or a folder/file of CIF, POSCAR or pymatgen-JSON structures; default: mp when "
                         "MP_API_KEY is set, else bundled")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<chemistry>-<UTC date>)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/<chemistry>-<UTC date>); running the same command "
+                        "into the same folder again resumes an interrupted run (finished work is kept "
+                        "in <out>/_parts)")
     p.add_argument("--threshold", type=float, default=0.65,
                    help="shortlist materials whose 1D percolation barrier is below this (eV)")
     p.add_argument("--workers", type=int, default=None,
@@ -50,6 +53,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse hops whose band would exceed this many sites")
     p.add_argument("--order-disordered", action="store_true",
                    help="order partially occupied structures instead of refusing them")
+    mp = p.add_argument_group("Materials Project (--source mp)")
+    mp.add_argument("--max-ehull", type=float, default=0.1,
+                    help="only materials at most this far above the convex hull (eV/atom)")
+    mp.add_argument("--max-sites", type=int, default=150, help="only materials with at most this many sites per cell")
+    mp.add_argument("--experimental-only", action="store_true",
+                    help="only experimentally known materials (ICSD entry, theoretical=False)")
+    mp.add_argument("--insertion-electrodes", action="store_true",
+                    help="also screen the ion-holding materials of the working ion's insertion-electrode "
+                         "documents (charged/discharged pairs)")
+    mp.add_argument("--cache", default=None,
+                    help="cache folder: structures, stamps and earlier results; a later run downloads and "
+                         "re-screens only new or changed materials; when not given: ~/.cache/screener/mp "
+                         "($XDG_CACHE_HOME/screener/mp)")
+    mp.add_argument("--offline", action="store_true",
+                    help="screen from the cache alone, without contacting the Materials Project")
     p.add_argument("--top", type=int, default=10, help="rows of the shortlist shown at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table (for cron)")
     p.set_defaults(func=run)
@@ -80,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``screener run``; returns the exit code."""
     from screener._pathways import PathwayConfig
     from screener._screen import screen
+    from screener._sources import make_source
 
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
@@ -92,11 +111,21 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    mp_options = {"max_ehull": args.max_ehull, "max_sites": args.max_sites,
+                  "experimental_only": args.experimental_only,
+                  "insertion_electrodes": args.insertion_electrodes, "cache": args.cache,
+                  "offline": args.offline}
     try:
-        result = screen(args.chemistry, args.source, args.out, workers=args.workers,
-                        scheduler=args.scheduler, synchronous=args.sync, batch_size=args.batch_size,
-                        threshold=args.threshold, model_dir=args.model, device=args.device,
-                        pathways=pw, quiet=args.quiet)
+        source = make_source(args.source, **mp_options)
+        kwargs = dict(workers=args.workers, scheduler=args.scheduler, synchronous=args.sync,
+                      batch_size=args.batch_size, threshold=args.threshold, model_dir=args.model,
+                      device=args.device, pathways=pw, quiet=args.quiet)
+        if getattr(source, "incremental", False):
+            from pipelines.nightly import run_incremental  # screens only what changed since the last run
+
+            result = run_incremental(args.chemistry, source, args.out, **kwargs)
+        else:
+            result = screen(args.chemistry, source, args.out, **kwargs)
     except (ModelLoadError, ScreenerError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE

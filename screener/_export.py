@@ -23,14 +23,12 @@ return pymatgen/ASE objects and dataframes; :func:`write_vasp_neb`, :func:`write
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -282,15 +280,12 @@ def regenerate_bands(run: RunData, selected: pd.DataFrame,
 def safe_name(material_id: str, max_len: int = 60) -> str:
     """A folder-safe, unique name for a material id (ids can be paths like ``sub/LiFePO4.cif``).
 
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``; leading dots are
-    dropped. When anything changed, 6 hex digits of the id's hash keep distinct ids apart
-    (``sub/a.cif`` and ``sub_a.cif`` get different names).
+    See :func:`screener._io.safe_filename`: unsafe characters become ``_`` and, when anything
+    changed, a short hash of the id keeps distinct ids apart (``sub/a.cif`` vs ``sub_a.cif``).
     """
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(material_id)).strip("._") or "material"
-    if s != material_id or len(s) > max_len:
-        digest = hashlib.sha256(str(material_id).encode()).hexdigest()[:6]
-        s = f"{s[: max_len - 7]}-{digest}"
-    return s
+    from screener._io import safe_filename
+
+    return safe_filename(str(material_id), max_len=max_len)
 
 
 def hop_folder_name(material_id: str, hop_id: str, working_ion: str | None = None) -> str:
@@ -316,7 +311,7 @@ def linear_images(initial: Atoms, final: Atoms, n_intermediate: int) -> list[Ato
     if len(initial) != len(final):
         raise ScreenerError(f"end points differ in size: {len(initial)} vs {len(final)} atoms")
     images = [initial.copy()] + [initial.copy() for _ in range(n_intermediate)] + [final.copy()]
-    NEB(images).interpolate(mic=True)
+    NEB(images, method="improvedtangent").interpolate(mic=True)
     return images
 
 
@@ -327,7 +322,7 @@ def idpp_refine(images: list[Atoms], steps: int = 100, fmax: float = 0.1) -> lis
     images = [im.copy() for im in images]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idpp_interpolate(NEB(images), traj=None, log=None, fmax=fmax, mic=True, steps=steps)
+        idpp_interpolate(NEB(images, method="improvedtangent"), traj=None, log=None, fmax=fmax, mic=True, steps=steps)
     for im in images:
         im.calc = None
     return images
@@ -405,6 +400,23 @@ def write_vasp_neb(images: list[Atoms], folder: Path) -> None:
         write(d / "POSCAR", atoms, format="vasp", direct=True, sort=False)
 
 
+def clear_hop_folder(folder: Path) -> None:
+    """Remove what an earlier export wrote into a hop folder (image folders, ``neb.traj``, ``hop.json``).
+
+    A re-export with fewer images, or one that refuses the hop, must not leave stale images.
+    Nothing else in the folder is touched.
+    """
+    import shutil
+
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.isdigit():
+            shutil.rmtree(p)
+        elif p.is_file() and p.name in ("neb.traj", "hop.json"):
+            p.unlink()
+
+
 def write_ase_neb(images: list[Atoms], folder: Path) -> None:
     """All images, end points included, in one ASE trajectory ``folder/neb.traj``."""
     from ase.io import write
@@ -466,7 +478,12 @@ class ExportOptions:
     use_refined: bool = True
     refined_potential: str | None = None
     source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_value(v: Any) -> Any:
+    """A plain JSON value: numpy scalars unwrapped, NaN/inf as null."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | None = None,
@@ -517,6 +534,7 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
         rec.update(images_from="", neb_em_eV=math.nan, refined_converged=None, n_images=0, n_atoms=0,
                    min_distance_A=math.nan, status="", folder="", message="")
         try:
+            clear_hop_folder(out / folder)
             if key in refined:
                 images, ref_row = refined[key]
                 rec.update(images_from=f"refined:{ref_row['potential']}", neb_em_eV=float(ref_row["neb_em_eV"]),
@@ -540,11 +558,11 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
                     write_vasp_neb(images, out / folder)
                 else:
                     write_ase_neb(images, out / folder)
-                meta = {k2: (v.item() if hasattr(v, "item") else v) for k2, v in rec.items()}
+                rec.update(status="exported", folder=folder)
+                meta = {k2: _json_value(v) for k2, v in rec.items()}
                 meta.update(source=r.get("source"), structure_hash=r.get("structure_hash"),
                             model_version=r.get("model_version"), run_dir=str(run.path))
                 (out / folder / "hop.json").write_text(json.dumps(meta, indent=1, default=str))
-                rec.update(status="exported", folder=folder)
         except Exception as exc:  # noqa: BLE001 - one hop's failure is a row
             rec.update(status="failed", message=f"{type(exc).__name__}: {exc}")
             log.warning("%s %s: export failed: %s", r["material_id"], r["hop_id"], rec["message"])

@@ -1,14 +1,47 @@
-"""Writing run outputs: Parquet tables and ``run.json``, each written atomically."""
+"""Writing run outputs: Parquet tables, ``run.json`` and the resumable part store.
+
+Every file is written atomically (a temporary file in the same folder, flushed, then renamed), so a
+run killed at any moment leaves either the old file or the new one, never half a file.
+
+The part store (``<out>/_parts/``) makes a run resumable:
+
+* ``hosts/<safe id>-<key>.json``: the hop records of one host (one working ion), the cleaned
+  cell the bands are rebuilt from, its periodic hop network and its failure rows;
+* ``batches/<key>.parquet``: the predicted barriers (and per-hop failures) of one model batch;
+* ``manifest.jsonl``: an append-only journal, one JSON object per line: a ``run`` line per start
+  and one ``host`` or ``batch`` line per part, written *after* the part file is in place, with the
+  part's sha256. A part counts as done only when its line is complete and the file's checksum
+  matches; a line torn by ``kill -9`` is ignored.
+
+Keys are content hashes (see :mod:`screener._screen`), so a rerun of the same command finds the
+work already done and a rerun with other inputs, settings or model computes only what is new.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
+import logging
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from screener._errors import ScreenerError
+
+log = logging.getLogger(__name__)
+
+PARTS_DIR = "_parts"
+MANIFEST = "manifest.jsonl"
+PARTS_FORMAT = 1
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
 def default_out_dir(ions: list[str]) -> Path:
@@ -17,23 +50,79 @@ def default_out_dir(ions: list[str]) -> Path:
     return Path("runs") / f"{'-'.join(ions)}-{date}"
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write a table to ``path`` via a temporary file and a rename."""
+def safe_filename(name: str, max_len: int = 80) -> str:
+    """A file name made from an id (material id, file path...) that cannot leave its folder.
+
+    Characters other than letters, digits and ``. _ + -`` become ``_``; leading dots and
+    dashes are dropped (no ``..``, no hidden files, no option-like names); the result is at most
+    ``max_len`` characters. When anything had to change, 8 hex digits of the id's sha256 are
+    appended so that two different ids never share a file name (``a/b`` vs ``a_b``).
+
+    Args:
+        name: the id.
+        max_len: longest name returned (at least 16).
+
+    Returns:
+        A non-empty name of ``[A-Za-z0-9._+-]`` characters, never ``.`` or ``..``.
+    """
+    text = str(name)
+    clean = _UNSAFE.sub("_", text)
+    clean = re.sub(r"\.{2,}", "_", clean).lstrip(".-_")
+    if clean.split(".")[0].lower() in _RESERVED:
+        clean = "_" + clean
+    max_len = max(int(max_len), 16)
+    if clean != text or not clean or len(clean) > max_len:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        clean = f"{clean[: max_len - 9]}-{digest}" if clean else digest
+    return clean
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """Write bytes to ``path`` via a flushed temporary file and a rename."""
+    tmp = _tmp_path(path)
+    try:
+        _fsync_write(tmp, data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """A table as Parquet bytes; only pandas' schema metadata goes in (no settings, no secrets)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     table = pa.Table.from_pandas(df, preserve_index=False)
-    # Keep pandas' schema metadata only: nothing else (no configuration, no secrets) goes in.
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write a table to ``path`` via a temporary file and a rename."""
+    write_bytes_atomic(parquet_bytes(df), path)
+
+
+def json_bytes(obj: Any, indent: int | None = 1) -> bytes:
+    """JSON text of ``obj`` (NaN and infinities allowed, as Python's json writes them)."""
+    return json.dumps(obj, indent=indent, default=str, allow_nan=True).encode()
 
 
 def write_json_atomic(obj: Any, path: Path) -> None:
     """Write JSON via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str, allow_nan=True))
-    os.replace(tmp, path)
+    write_bytes_atomic(json_bytes(obj), path)
 
 
 def write_run(out: Path, tables: dict[str, pd.DataFrame], run_info: dict[str, Any]) -> None:
@@ -42,3 +131,166 @@ def write_run(out: Path, tables: dict[str, pd.DataFrame], run_info: dict[str, An
     for name, df in tables.items():
         write_parquet_atomic(df, out / f"{name}.parquet")
     write_json_atomic(run_info, out / "run.json")
+
+
+# ----------------------------------------------------------------------------- part store
+@dataclass
+class PartRecord:
+    """One manifest line: a part file that is complete."""
+
+    kind: str
+    key: str
+    file: str
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class PartStore:
+    """The resumable parts of a run in ``<out>/_parts`` (see the module docstring).
+
+    Only the process that runs the pipeline (the Dask client) writes here; Dask workers return
+    their results to it. Opening takes an exclusive lock so that two runs never write into one
+    folder at the same time.
+
+    Args:
+        out: the run's output folder.
+        header: fields of the ``run`` line appended at open (versions, settings hash).
+
+    Raises:
+        ScreenerError: another run holds the folder's lock.
+    """
+
+    def __init__(self, out: Path, header: dict[str, Any] | None = None):
+        self.out = Path(out)
+        self.root = self.out / PARTS_DIR
+        (self.root / "hosts").mkdir(parents=True, exist_ok=True)
+        (self.root / "batches").mkdir(parents=True, exist_ok=True)
+        self._lock_fh = self._lock()
+        self._clean_temporaries()
+        self.records: dict[tuple[str, str], PartRecord] = self._read_manifest()
+        self._verified: set[tuple[str, str]] = set()
+        self._manifest = open(self.root / MANIFEST, "ab")  # noqa: SIM115 - kept open for appends
+        self._append({"type": "run", "format": PARTS_FORMAT, **(header or {}),
+                      "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+
+    # ------------------------------------------------------------------ housekeeping
+    def _lock(self) -> Any:
+        fh = open(self.root / ".lock", "a+b")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return fh
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            raise ScreenerError(
+                f"another screener run is writing to {self.out}; wait for it to finish or choose "
+                "another --out"
+            ) from exc
+        return fh
+
+    def _clean_temporaries(self) -> None:
+        """Remove temporary files left by a killed run (nobody else writes here: we hold the lock)."""
+        for folder in (self.out, self.root, self.root / "hosts", self.root / "batches"):
+            for p in folder.glob(".*.tmp-*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    def _read_manifest(self) -> dict[tuple[str, str], PartRecord]:
+        path = self.root / MANIFEST
+        records: dict[tuple[str, str], PartRecord] = {}
+        if not path.exists():
+            return records
+        torn = 0
+        for line in path.read_bytes().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                torn += 1  # the tail of a run killed mid-write
+                continue
+            if not isinstance(d, dict) or d.get("type") not in ("host", "batch"):
+                continue
+            rec = PartRecord(d["type"], d["key"], d["file"], d["sha256"], d.get("meta", {}))
+            records[(rec.kind, rec.key)] = rec
+        if torn:
+            log.info("manifest: ignored %d incomplete line(s) of an interrupted run", torn)
+        return records
+
+    def _append(self, obj: dict[str, Any]) -> None:
+        self._manifest.write(json.dumps(obj, allow_nan=True).encode() + b"\n")
+        self._manifest.flush()
+        os.fsync(self._manifest.fileno())
+
+    def close(self) -> None:
+        """Close the manifest and release the lock."""
+        with contextlib.suppress(Exception):
+            self._manifest.close()
+        with contextlib.suppress(Exception):
+            self._lock_fh.close()
+
+    def __enter__(self) -> PartStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ parts
+    def _read_part(self, kind: str, key: str) -> bytes | None:
+        rec = self.records.get((kind, key))
+        if rec is None:
+            return None
+        try:
+            data = (self.root / rec.file).read_bytes()
+        except OSError:
+            log.warning("part %s is in the manifest but missing: recomputing it", rec.file)
+            del self.records[(kind, key)]
+            self._verified.discard((kind, key))
+            return None
+        if hashlib.sha256(data).hexdigest() != rec.sha256:
+            log.warning("part %s does not match its checksum: recomputing it", rec.file)
+            del self.records[(kind, key)]
+            self._verified.discard((kind, key))
+            return None
+        return data
+
+    def _write_part(self, kind: str, key: str, rel: str, data: bytes, meta: dict[str, Any]) -> None:
+        write_bytes_atomic(data, self.root / rel)
+        digest = hashlib.sha256(data).hexdigest()
+        self._append({"type": kind, "key": key, "file": rel, "sha256": digest, "meta": meta})
+        self.records[(kind, key)] = PartRecord(kind, key, rel, digest, meta)
+        self._verified.add((kind, key))
+
+    def has(self, kind: str, key: str) -> bool:
+        """Whether a part is done: listed in the manifest, its file present and intact."""
+        if (kind, key) in self._verified:
+            return True
+        if self._read_part(kind, key) is None:
+            return False
+        self._verified.add((kind, key))
+        return True
+
+    def host(self, key: str) -> dict[str, Any] | None:
+        """The stored result of a host task, or None when it is not done (or damaged)."""
+        data = self._read_part("host", key)
+        return None if data is None else json.loads(data)
+
+    def put_host(self, key: str, item: str, result: dict[str, Any]) -> bytes:
+        """Store a host result (JSON) and record it; returns the bytes written."""
+        data = json_bytes(result, indent=None)
+        rel = f"hosts/{safe_filename(item, 60)}-{key[:16]}.json"
+        self._write_part("host", key, rel, data, {"item": item})
+        return data
+
+    def batch(self, key: str) -> pd.DataFrame | None:
+        """The stored rows of a batch, or None when it is not done (or damaged)."""
+        import io
+
+        data = self._read_part("batch", key)
+        return None if data is None else pd.read_parquet(io.BytesIO(data))
+
+    def put_batch(self, key: str, rows: pd.DataFrame) -> bytes:
+        """Store a batch's rows (Parquet) and record them; returns the bytes written."""
+        data = parquet_bytes(rows)
+        self._write_part("batch", key, f"batches/{key}.parquet", data, {"n": len(rows)})
+        return data

@@ -247,13 +247,32 @@ def read_structure(path: str | Path) -> Structure:
             structure = Structure.from_file(path)
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many kinds on bad files
             raise StructureReadError(
-                f"{path}: cannot read a structure ({type(exc).__name__}: {exc})"
+                f"{path}: cannot read a structure: {_unreadable_reason(path)} "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
     for msg in dict.fromkeys(str(w.message) for w in caught):
         logger.warning("%s: %s", path, msg)
     if not isinstance(structure, Structure) or len(structure) == 0:
         raise StructureReadError(f"{path}: no sites read")
     return structure
+
+
+def _unreadable_reason(path: Path) -> str:
+    """A plain-language guess at why pymatgen could not read ``path`` (for failure rows)."""
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError as exc:
+        return f"the file cannot be opened ({exc.strerror})"
+    if not head.strip():
+        return "the file is empty"
+    if b"\x00" in head or sum(b < 9 or 13 < b < 32 for b in head) > len(head) // 20:
+        return "the file is binary, not a text structure file (CIF, POSCAR or JSON)"
+    text = head.decode("utf-8", "replace").lower()
+    if path.suffix.lower() in (".cif", ".mcif") or "data_" in text:
+        if "_cell_length_a" not in text and "_atom_site" not in text:
+            return "no crystal structure in it: no unit cell and no atom-site table (is it a CIF?)"
+        return "the CIF is incomplete or malformed (truncated file, or a broken atom-site table?)"
+    return "the file is not in a structure format pymatgen recognises, or it is incomplete"
 
 
 def _clean(structure: Structure) -> Structure:
@@ -361,6 +380,49 @@ def _check_contacts(s: Structure, min_distance: float) -> None:
         )
 
 
+def _smallest_band(n_sites: int, n_ion: float, config: PathwayConfig) -> int:
+    """Fewest sites any band of a cell can have: one cell, the ion's sites removed, the images."""
+    removed = {"vacancy": min(2.0, n_ion), "dilute": n_ion}
+    return min(round(n_sites - removed[lim]) for lim in config.limits) + config.n_images
+
+
+def _check_cell_size(s: Structure, ion: str, config: PathwayConfig) -> None:
+    """Refuse, before any slow symmetry analysis, a cell whose smallest band is over the cap.
+
+    A cell over the cap may be a supercell of a small one; spglib's primitive search (C, about a
+    second for 6,000 sites) tells, where pymatgen's primitive search and the migration graph
+    would take minutes to hours.
+
+    Raises:
+        BandTooLargeError: even a band of one primitive cell exceeds ``config.max_band_sites``.
+    """
+    n = len(s)
+    n_ion = sum(1 for site in s if _is_ion_site(site, ion))
+    if _smallest_band(n, n_ion, config) <= config.max_band_sites:
+        return
+    n_prim = n
+    if config.primitive:
+        import spglib
+
+        cell = (s.lattice.matrix, s.frac_coords, [site.specie.Z for site in s])
+        try:
+            found = spglib.find_primitive(cell, symprec=_PRIM_TOL)
+            if found is not None:
+                n_prim = len(found[2])
+        except Exception as exc:  # noqa: BLE001 - the size check must not fail on its own
+            logger.debug("spglib primitive search failed: %s", exc)
+    smallest = _smallest_band(n_prim, n_ion * n_prim / n, config)
+    if smallest > config.max_band_sites:
+        repeat = ("no smaller repeating unit" if n_prim == n
+                  else f"a primitive cell of {n_prim} sites")
+        raise BandTooLargeError(
+            f"{s.composition.reduced_formula}: the cell has {n} sites and {repeat}, so even the "
+            f"smallest band would have {smallest} sites > max_band_sites={config.max_band_sites}; "
+            "refused before symmetry analysis. Supply the ordered primitive cell, or raise "
+            "--max-band-sites"
+        )
+
+
 # --------------------------------------------------------------------------- migration graph
 def migration_graph(structure: Structure, ion: str, cutoff: float, symprec: float = 0.1) -> Any:
     """pymatgen-analysis-diffusion's MigrationGraph of a cleaned structure.
@@ -449,6 +511,7 @@ def find_pathways(
     """
     config = config or PathwayConfig()
     s = check_structure(structure, ion, config.min_distance, config.order_disordered)
+    _check_cell_size(s, ion, config)
     if config.primitive:
         prim = s.get_primitive_structure(tolerance=_PRIM_TOL)
         if len(prim) < len(s):

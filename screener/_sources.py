@@ -126,10 +126,16 @@ class PathSource:
         return None
 
 
-def make_source(spec: str | None) -> Source:
+def make_source(spec: str | None, **options: Any) -> Source:
     """The source named by ``spec``: ``bundled``, ``mp`` or a path; None picks the default.
 
     The default is ``mp`` when ``MP_API_KEY`` is set, else ``bundled``; a one-line notice says which.
+
+    Args:
+        spec: ``bundled``, ``mp``, a path, or None.
+        options: settings of the Materials Project source (``max_ehull``, ``max_sites``,
+            ``experimental_only``, ``insertion_electrodes``, ``cache``, ``offline``; see
+            :class:`screener._mp.MPOptions`); other sources take none and ignore them.
     """
     if spec is None:
         if os.environ.get("MP_API_KEY"):
@@ -138,12 +144,16 @@ def make_source(spec: str | None) -> Source:
         else:
             log.info("source: bundled catalogue (set MP_API_KEY to screen the Materials Project)")
             spec = "bundled"
-    if spec == "bundled":
-        return BundledSource()
     if spec == "mp":
         try:
             from screener._mp import MPSource
         except ModuleNotFoundError as exc:
             raise ScreenerError("the Materials Project source is not available in this version") from exc
-        return MPSource.from_env()
+        return MPSource.from_env(**options)
+    flags = [k for k in ("offline", "insertion_electrodes", "experimental_only", "cache") if options.get(k)]
+    if flags:
+        log.warning("ignored for the %s source (Materials Project only): %s", spec,
+                    ", ".join("--" + k.replace("_", "-") for k in flags))
+    if spec == "bundled":
+        return BundledSource()
     return PathSource(spec)

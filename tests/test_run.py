@@ -17,6 +17,17 @@ from screener._screen import FAILURE_COLUMNS, HOP_COLUMNS, STRUCTURE_COLUMNS, sc
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif", "LiCoO2.cif"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Synchronous runs here use one torch thread, like a Dask worker (steadier on a shared machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def host_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("hosts")
@@ -55,6 +66,9 @@ def test_run_writes_every_table_with_the_documented_schema(dask_run):
     assert info["counts"]["hosts"] == 4 and info["counts"]["failures"] == 2
     assert info["model_version"] == hops["model_version"].iloc[0]
     assert {"source", "pathways", "writing"} <= set(info["timings_s"])
+    assert {"bands", "graphs", "model"} <= set(info["timings_s"])
+    assert info["resume"]["hosts_run"] == 3 and info["resume"]["batches_run"] == 1
+    assert info["workers"]["processes"] >= 1 and 0 < info["workers"]["peak_rss_mib"] < 2048
 
 
 def test_rows_are_ranked_and_shortlist_obeys_threshold(dask_run):

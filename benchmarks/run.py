@@ -1,0 +1,345 @@
+"""End-to-end throughput of ``screen()`` over the bundled catalogue: numbers to plan a cluster with.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--repeats N] [--no-readme]
+
+Measures, each as the median of ``--repeats`` timed runs (3 by default; ``--quick``: 2 timed runs
+on a 10-host subset of the catalogue, to finish in under 5 minutes on 2 cores):
+
+* hops/s end to end (source, pathways, bands, graphs, model, writing the parts and tables) with
+  2 workers and ``batch_size=32``;
+* batched over one at a time: the same with ``batch_size=1``;
+* 2 workers over 1 (``batch_size=32``);
+* the share of each stage (from ``run.json`` timings) and the peak resident memory per worker.
+
+Each worker is a Dask worker process with one thread (``OMP_NUM_THREADS=1``, torch held to one
+thread). The LocalCluster is started, and each worker loads the model, before timing: a nightly
+run pays that once (it is reported separately). Results go to ``benchmarks/results/run_<mode>.json``
+and a table in ``benchmarks/README.md``; the last line printed is one JSON object.
+
+Do not run it while other jobs load the machine: the numbers would measure them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from screener._bundled import load_catalogue  # noqa: E402
+from screener._sources import HostItem  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "benchmarks" / "README.md"
+GOALS = {"batched_over_single": 10.0, "two_workers_over_one": 1.8, "peak_rss_mib": 2048.0}
+#: ``--quick``: a fixed subset with every structural family and working ion of the catalogue.
+QUICK_IDS = ("bundled-mgcr2o4", "bundled-mgti2s4", "bundled-mg2sio4", "bundled-licoo2",
+             "bundled-lifepo4", "bundled-nacro2", "bundled-kcof3", "bundled-znmn2o4",
+             "bundled-cav2o4", "bundled-litis2")
+STAGES = ("source", "pathways", "bands", "graphs", "model", "writing")
+
+
+class CatalogueSource:
+    """The bundled catalogue, optionally restricted to some ids (a ``screen()`` source object)."""
+
+    name = "bundled"
+
+    def __init__(self, ids: tuple[str, ...] | None = None):
+        self.ids = set(ids) if ids else None
+
+    def fetch(self, ion: str) -> list[HostItem]:
+        """Bundled hosts of ``ion`` (in the subset)."""
+        return [HostItem(item=r.material_id, structure=r.structure, source=self.name, formula=r.formula)
+                for r in load_catalogue(ion) if self.ids is None or r.material_id in self.ids]
+
+    def database_version(self) -> str | None:
+        """No database behind it."""
+        return "bundled"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, RAM, load, date and software versions."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram_gib,
+            "load_avg_1min_before": round(os.getloadavg()[0], 2),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def _warm_worker(model_dir: str | None) -> int:
+    """Load the model (and the pathway code) once in a worker, one torch thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    from screener._screen import get_predictor
+
+    get_predictor(model_dir, "cpu")
+    import screener._pathways  # noqa: F401
+
+    return torch.get_num_threads()
+
+
+def _worker_rss() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class Cluster:
+    """A warm LocalCluster of ``n`` one-thread workers, with the model loaded in each."""
+
+    def __init__(self, n: int, model_dir: str | None):
+        import dask
+        from distributed import Client, LocalCluster
+
+        from pipelines.dask_run import worker_environment
+
+        t0 = time.perf_counter()
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(1)}):
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
+        self.client = Client(self.cluster)
+        threads = self.client.run(_warm_worker, model_dir)
+        assert all(t == 1 for t in threads.values()), threads
+        self.startup_s = time.perf_counter() - t0
+
+    def rss_mib(self) -> float:
+        """Largest current RSS among the workers (MiB)."""
+        return max(self.client.run(_worker_rss).values())
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self.client.close()
+        self.cluster.close()
+
+
+def timed_run(cluster: Cluster, source: CatalogueSource, ions: list[str], batch_size: int,
+              model_dir: str | None) -> dict[str, Any]:
+    """One end-to-end ``screen()`` into a fresh folder; returns hops/s and run.json fields."""
+    from screener._screen import screen
+
+    with tempfile.TemporaryDirectory(prefix="screener-bench-") as tmp:
+        t0 = time.perf_counter()
+        res = screen(ions, source, Path(tmp) / "out", scheduler=cluster.cluster.scheduler_address,
+                     batch_size=batch_size, model_dir=model_dir, device="cpu")
+        wall = time.perf_counter() - t0
+    n = int(res.run_info["counts"]["hops_predicted"])
+    return {"wall_s": wall, "hops": n, "hops_per_s": n / wall, "timings_s": res.run_info["timings_s"],
+            "peak_rss_mib": res.run_info["workers"]["peak_rss_mib"], "failures": len(res.failures)}
+
+
+def measure(n_workers: int, batch_size: int, repeats: int, source: CatalogueSource, ions: list[str],
+            model_dir: str | None, warm_source: CatalogueSource) -> dict[str, Any]:
+    """Median of ``repeats`` timed runs on a warm cluster (one untimed warm-up run first)."""
+    cluster = Cluster(n_workers, model_dir)
+    try:
+        timed_run(cluster, warm_source, ions, batch_size, model_dir)  # first-call imports, caches
+        runs = [timed_run(cluster, source, ions, batch_size, model_dir) for _ in range(repeats)]
+        rss_now = cluster.rss_mib()
+    finally:
+        cluster.close()
+    med = statistics.median(r["hops_per_s"] for r in runs)
+    best = min(runs, key=lambda r: abs(r["hops_per_s"] - med))
+    peak = max([r["peak_rss_mib"] or 0.0 for r in runs] + [rss_now])
+    out = {"workers": n_workers, "batch_size": batch_size, "repeats": repeats,
+           "hops": runs[0]["hops"], "hops_per_s": med, "hops_per_s_all": [round(r["hops_per_s"], 3) for r in runs],
+           "wall_s_median": statistics.median(r["wall_s"] for r in runs), "peak_rss_mib": round(peak, 1),
+           "cluster_startup_s": round(cluster.startup_s, 2), "timings_s": best["timings_s"],
+           "failures": runs[0]["failures"]}
+    print(f"  workers={n_workers} batch_size={batch_size}: {med:.2f} hops/s "
+          f"(runs {out['hops_per_s_all']}), peak RSS {peak:.0f} MiB", file=sys.stderr)
+    return out
+
+
+def stage_shares(timings: dict[str, float]) -> dict[str, float]:
+    """Share of each stage in the summed stage seconds (model includes loading it)."""
+    t = {k: float(timings.get(k, 0.0)) for k in STAGES}
+    t["model"] += float(timings.get("model_load", 0.0))
+    total = sum(t.values()) or 1.0
+    return {k: round(v / total, 3) for k, v in t.items()}
+
+
+def per_hop_ms(r: dict[str, Any]) -> dict[str, float]:
+    """Busy milliseconds per hop in the band, graph and model stages."""
+    t = r["timings_s"]
+    return {k: round(1000.0 * float(t.get(k, 0.0)) / max(r["hops"], 1), 1) for k in ("bands", "graphs", "model")}
+
+
+def render_readme(results: dict[str, dict[str, Any]]) -> str:
+    """``benchmarks/README.md`` from the stored results of each mode."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "- `python benchmarks/run.py [--quick]`: end-to-end screening throughput (this page).",
+        "- `python benchmarks/bench_pathways.py`: seconds per structure of the pathway stage.",
+        "- `python benchmarks/cv_baselines.py`: cross-validated accuracy of the baselines.",
+        "",
+        "## End-to-end screening (`benchmarks/run.py`)",
+        "",
+        "Hops/s = predicted hop rows (hop x limit) per second of `screen()` wall time: source, "
+        "pathways, bands, graphs, model and writing parts and tables, on a LocalCluster started "
+        "and warmed (model loaded in each worker) before timing. Each worker is one process with "
+        "one thread (`OMP_NUM_THREADS=1`, `torch.set_num_threads(1)`). Each number is the median "
+        "of the timed repeats listed. Stage shares are busy seconds per stage (pathways, bands, "
+        "graphs and model summed over workers; source and writing on the client) over their sum.",
+        "",
+    ]
+    for mode in ("full", "quick"):
+        r = results.get(mode)
+        if not r:
+            continue
+        m = r["machine"]
+        a, b, c = r["runs"]["2w_b32"], r["runs"]["2w_b1"], r["runs"]["1w_b32"]
+        s = r["summary"]
+        lines += [
+            f"### {'Full catalogue' if mode == 'full' else 'Quick subset'} "
+            f"({a['hops']} hop rows, {r['n_hosts']} hosts; {a['repeats']} timed repeats each)",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; {m['date']}; "
+            f"Python {m['python']}, torch {m['torch']}; model {r['model_version']}; "
+            f"1-min load average before the run {m['load_avg_1min_before']}.",
+            "",
+            "| run | workers | batch | hops/s (median) | repeats (hops/s) | peak RSS/worker (MiB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, x in (("batched", a), ("one at a time", b), ("one worker", c)):
+            lines.append(f"| {name} | {x['workers']} | {x['batch_size']} | {x['hops_per_s']:.2f} | "
+                         f"{', '.join(f'{v:.2f}' for v in x['hops_per_s_all'])} | {x['peak_rss_mib']:.0f} |")
+        lines += [
+            "",
+            "| measure | value | goal | met |",
+            "|---|---|---|---|",
+            f"| batched / one at a time | {s['batched_over_single']:.2f}x | >= 10x | "
+            f"{'yes' if s['batched_over_single'] >= 10 else 'no'} |",
+            f"| 2 workers / 1 worker | {s['two_workers_over_one']:.2f}x | >= 1.8x | "
+            f"{'yes' if s['two_workers_over_one'] >= 1.8 else 'no'} |",
+            f"| peak RSS per worker | {s['peak_rss_mib']:.0f} MiB | <= 2048 MiB | "
+            f"{'yes' if s['peak_rss_mib'] <= 2048 else 'no'} |",
+            "",
+            "Stage shares (batched, 2 workers): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["stage_shares"].items())
+            + ".",
+            "",
+            f"Busy ms per hop (batched / one at a time): bands {s['per_hop_ms_batched']['bands']} / "
+            f"{s['per_hop_ms_single']['bands']}, graphs {s['per_hop_ms_batched']['graphs']} / "
+            f"{s['per_hop_ms_single']['graphs']}, model {s['per_hop_ms_batched']['model']} / "
+            f"{s['per_hop_ms_single']['model']}. Cluster start-up and model loading (excluded): "
+            f"{a['cluster_startup_s']:.1f} s for 2 workers.",
+            "",
+        ]
+    lines += [
+        "### Reading the numbers",
+        "",
+        "On a CPU the model stage is bound by per-hop work: each band (100-400 sites) needs its own "
+        "neighbour graph and message passing over ~2,000 bonds and ~16,000 bond pairs, so a batch "
+        "amortises only the per-task overhead (scheduling, transfer, one descriptor and tree call), "
+        "which is small next to it. Large forward passes are even slower per band on a CPU (the "
+        "tensors fall out of cache), so `screen()` caps a CPU forward pass at about 384 atoms "
+        "whatever `--batch-size` is; `--batch-size` sets the hops per Dask task. A GPU is where "
+        "batching pays: there `--batch-size` is the forward-pass size.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns (and prints as the last line) the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 10-host subset (under 5 minutes)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per configuration, median kept (default 3; 2 with --quick)")
+    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite benchmarks/README.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    for handler in logging.getLogger().handlers:  # Dask sets its own loggers to INFO
+        handler.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(("distributed", "screener")))
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 3
+
+    from screener._screen import model_version_of
+
+    mode = "quick" if args.quick else "full"
+    mach = machine()
+    if mach["load_avg_1min_before"] > 0.5 * (mach["cores"] or 1):
+        print(f"warning: load average {mach['load_avg_1min_before']} on {mach['cores']} cores: other "
+              "jobs are running and will distort the numbers", file=sys.stderr)
+    source = CatalogueSource(QUICK_IDS if args.quick else None)
+    ions = sorted({ion for r in load_catalogue() for ion in r.working_ions})
+    n_hosts = sum(len(source.fetch(ion)) for ion in ions)
+    warm = CatalogueSource(("bundled-mgcr2o4", "bundled-licoo2"))
+    t0 = time.perf_counter()
+    print(f"{mode}: {n_hosts} hosts, {args.repeats} timed repeats per configuration", file=sys.stderr)
+    runs = {
+        "2w_b32": measure(2, 32, args.repeats, source, ions, args.model, warm),
+        "2w_b1": measure(2, 1, args.repeats, source, ions, args.model, warm),
+        "1w_b32": measure(1, 32, args.repeats, source, ions, args.model, warm),
+    }
+    a, b, c = runs["2w_b32"], runs["2w_b1"], runs["1w_b32"]
+    summary = {
+        "mode": mode,
+        "hops": a["hops"],
+        "hops_per_s": round(a["hops_per_s"], 3),
+        "batched_over_single": round(a["hops_per_s"] / b["hops_per_s"], 3),
+        "two_workers_over_one": round(a["hops_per_s"] / c["hops_per_s"], 3),
+        "peak_rss_mib": max(x["peak_rss_mib"] for x in runs.values()),
+        "stage_shares": stage_shares(a["timings_s"]),
+        "per_hop_ms_batched": per_hop_ms(a),
+        "per_hop_ms_single": per_hop_ms(b),
+        "repeats": args.repeats,
+        "benchmark_s": round(time.perf_counter() - t0, 1),
+    }
+    summary["goals_met"] = {
+        "batched_over_single": summary["batched_over_single"] >= GOALS["batched_over_single"],
+        "two_workers_over_one": summary["two_workers_over_one"] >= GOALS["two_workers_over_one"],
+        "peak_rss_mib": summary["peak_rss_mib"] <= GOALS["peak_rss_mib"],
+    }
+    record = {"machine": mach, "model_version": model_version_of(args.model), "n_hosts": n_hosts,
+              "runs": runs, "summary": summary}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"run_{mode}.json").write_text(json.dumps(record, indent=1))
+    if not args.no_readme:
+        stored = {}
+        for m in ("full", "quick"):
+            p = RESULTS / f"run_{m}.json"
+            if p.exists():
+                stored[m] = json.loads(p.read_text())
+        README.write_text(render_readme(stored))
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
