@@ -34,7 +34,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -43,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from screener._errors import ScreenerError
@@ -117,20 +115,10 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
 
 
 def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Ranked shortlist from structures and hops (as :func:`screener._screen.assemble_tables` builds it)."""
-    short = structures[structures["passes"].astype(bool)].copy()
-    short.insert(0, "rank", np.arange(1, len(short) + 1))
-    paths, worst_unc = [], []
-    for _, row in short.iterrows():
-        h = hops[(hops["material_id"] == row["material_id"]) & (hops["working_ion"] == row["working_ion"])]
-        worst = h.groupby("hop_label")["predicted_em_eV"].max()
-        labels = set(worst[worst <= row["percolation_1d_eV"] + 1e-12].index)
-        sel = h[h["hop_label"].isin(labels)]
-        paths.append(sorted(sel["hop_id"].unique().tolist()))
-        worst_unc.append(float(sel["uncertainty_eV"].max()) if len(sel) else math.nan)
-    short["path_hop_ids"] = paths
-    short["path_max_uncertainty_eV"] = worst_unc
-    return short.reset_index(drop=True)
+    """Ranked shortlist from structures and hops (``passes`` must already reflect ``threshold``)."""
+    from screener._screen import shortlist_table as _shortlist
+
+    return _shortlist(structures, hops)
 
 
 def final_tables(hops: pd.DataFrame, structures: pd.DataFrame, failures: pd.DataFrame,

@@ -414,6 +414,28 @@ def _finite_or_inf(x: float) -> float:
     return float(x) if x is not None and not math.isnan(x) else math.inf
 
 
+def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
+    """Ranked shortlist: the ``passes`` rows of ``structures`` with the hops that make the path.
+
+    ``path_hop_ids`` lists every hop whose label is open (in all limits) at the material's 1D
+    percolation barrier; ``path_max_uncertainty_eV`` is the largest uncertainty among them.
+    An empty shortlist keeps every column.
+    """
+    short = structures.loc[structures["passes"].astype(bool).to_numpy()].copy()
+    short.insert(0, "rank", np.arange(1, len(short) + 1))
+    paths, worst_unc = [], []
+    for _, row in short.iterrows():
+        h = hops[(hops["material_id"] == row["material_id"]) & (hops["working_ion"] == row["working_ion"])]
+        worst = h.groupby("hop_label")["predicted_em_eV"].max()
+        labels = set(worst[worst <= row["percolation_1d_eV"] + 1e-12].index)
+        sel = h[h["hop_label"].isin(labels)]
+        paths.append(sorted(sel["hop_id"].unique().tolist()))
+        worst_unc.append(float(sel["uncertainty_eV"].max()) if len(sel) else math.nan)
+    short["path_hop_ids"] = pd.Series(paths, index=short.index, dtype=object)
+    short["path_max_uncertainty_eV"] = pd.Series(worst_unc, index=short.index, dtype=float)
+    return short.reset_index(drop=True)
+
+
 def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model_version: str,
                     threshold: float) -> dict[str, pd.DataFrame]:
     """Hop, structure, shortlist and failure tables from per-host results and predictions."""
@@ -461,20 +483,7 @@ def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model
     structures = pd.DataFrame(struct_rows, columns=STRUCTURE_COLUMNS)
     structures = structures.sort_values(["percolation_1d_eV", "lowest_hop_em_eV", "material_id", "working_ion"],
                                         kind="mergesort").reset_index(drop=True)
-    short = structures[structures["passes"]].copy()
-    short.insert(0, "rank", np.arange(1, len(short) + 1))
-    paths, worst_unc = [], []
-    for _, row in short.iterrows():
-        h = hops[(hops["material_id"] == row["material_id"]) & (hops["working_ion"] == row["working_ion"])]
-        # The hops that make the 1D path: every hop label open at the percolation barrier (all limits).
-        worst = h.groupby("hop_label")["predicted_em_eV"].max()
-        labels = set(worst[worst <= row["percolation_1d_eV"] + 1e-12].index)
-        sel = h[h["hop_label"].isin(labels)]
-        paths.append(sorted(sel["hop_id"].unique().tolist()))
-        worst_unc.append(float(sel["uncertainty_eV"].max()) if len(sel) else math.nan)
-    short["path_hop_ids"] = paths
-    short["path_max_uncertainty_eV"] = worst_unc
-    short = short.reset_index(drop=True)
+    short = shortlist_table(structures, hops)
     failures = pd.DataFrame(fail_rows, columns=FAILURE_COLUMNS)
     return {"hops": hops, "structures": structures, "shortlist": short, "failures": failures}
 

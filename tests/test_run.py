@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import numpy as np
@@ -68,7 +67,8 @@ def test_run_writes_every_table_with_the_documented_schema(dask_run):
     assert {"source", "pathways", "writing"} <= set(info["timings_s"])
     assert {"bands", "graphs", "model"} <= set(info["timings_s"])
     assert info["resume"]["hosts_run"] == 3 and info["resume"]["batches_run"] == 1
-    assert info["workers"]["processes"] >= 1 and 0 < info["workers"]["peak_rss_mib"] < 2048
+    # Memory goals are checked in benchmarks/run.py; here only that it is measured.
+    assert info["workers"]["processes"] >= 1 and info["workers"]["peak_rss_mib"] > 0
 
 
 def test_rows_are_ranked_and_shortlist_obeys_threshold(dask_run):
@@ -83,12 +83,6 @@ def test_rows_are_ranked_and_shortlist_obeys_threshold(dask_run):
         assert row["n_hops"] == 1
         assert row["percolation_3d_eV"] == pytest.approx(row["percolation_1d_eV"])
         assert row["passes"] == (row["percolation_1d_eV"] < 0.65)
-    # A threshold between the two materials splits them.
-    mid = float(np.mean(p1))
-    res = screen("Mg", str(out.parent.parent / "hosts0"), write=False, synchronous=True, threshold=mid) \
-        if (out.parent.parent / "hosts0").exists() else None
-    if res is not None:
-        assert (res.shortlist["percolation_1d_eV"] < mid).all()
 
 
 def test_synchronous_run_gives_identical_predictions(dask_run, host_dir):
@@ -107,6 +101,12 @@ def test_synchronous_run_gives_identical_predictions(dask_run, host_dir):
     assert (res2.shortlist["percolation_1d_eV"] < mid).all()
     assert list(res2.shortlist["rank"]) == list(range(1, len(res2.shortlist) + 1))
     assert res2.exit_code == 3
+
+
+def test_empty_shortlist_keeps_its_columns(dask_run, host_dir):
+    res = screen("Mg", str(host_dir), synchronous=True, write=False, threshold=-1.0)
+    assert len(res.shortlist) == 0
+    assert {"rank", "material_id", "percolation_1d_eV", "path_hop_ids"} <= set(res.shortlist.columns)
 
 
 def test_run_help_documents_every_option(capsys):
