@@ -45,6 +45,13 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
     import dask
     from distributed import Client, LocalCluster
 
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # distributed sets its loggers to INFO when imported; its start/stop chatter drowns the
+        # progress bars and summary, so keep it to warnings unless debugging (-v).
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                     "distributed.worker", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
     if scheduler:
         client = Client(scheduler)
         try:
