@@ -422,6 +422,29 @@ DEFAULT_GBM_PARAMS: dict[str, Any] = {
 }
 
 
+def _walk_trees(X: np.ndarray, offsets: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray,
+                missing_left: np.ndarray | None) -> np.ndarray:
+    """Leaf node (global index) reached by every row in every tree, all trees walked at once.
+
+    Trees are stored one after another; ``offsets[i]`` is the first node of tree ``i`` and child
+    indices are relative to it. One numpy step per tree level, for all rows and trees together.
+    """
+    base = np.asarray(offsets[:-1], dtype=np.int64)[None, :]
+    node = np.repeat(base, X.shape[0], axis=0)
+    rows = np.repeat(np.arange(X.shape[0])[:, None], base.shape[1], axis=1)
+    active = ~is_leaf[node]
+    while active.any():
+        a = node[active]
+        x = X[rows[active], feature[a]]
+        go_left = x <= threshold[a]
+        if missing_left is not None:
+            go_left = np.where(np.isnan(x), missing_left[a], go_left)
+        node[active] = base.repeat(X.shape[0], axis=0)[active] + np.where(go_left, left[a], right[a])
+        active = ~is_leaf[node]
+    return node
+
+
 class DescriptorModel:
     """Gradient-boosted trees on :func:`band_features`, savable without pickle.
 
@@ -523,22 +546,9 @@ class DescriptorModel:
         if self._trees is None:
             raise RuntimeError("model is not fitted")
         t = self._trees
-        out = np.full(X.shape[0], self._baseline, dtype=np.float64)
-        rows = np.arange(X.shape[0])
-        offs = t["offsets"]
-        for i in range(len(offs) - 1):
-            base = offs[i]
-            node = np.full(X.shape[0], base, dtype=np.int64)
-            active = ~t["is_leaf"][node]
-            while active.any():
-                a = node[active]
-                x = X[rows[active], t["feature_idx"][a]]
-                nan = np.isnan(x)
-                go_left = np.where(nan, t["missing_left"][a], x <= t["threshold"][a])
-                node[active] = base + np.where(go_left, t["left"][a], t["right"][a])
-                active = ~t["is_leaf"][node]
-            out += t["value"][node]
-        return out
+        leaves = _walk_trees(X, t["offsets"], t["feature_idx"], t["threshold"], t["left"], t["right"],
+                             t["is_leaf"], t["missing_left"])
+        return self._baseline + t["value"][leaves].sum(axis=1)
 
     def predict(self, bands_or_X: Any) -> np.ndarray:
         """Predicted barriers (eV) for bands, a feature frame or a feature matrix."""
@@ -650,20 +660,9 @@ class ForestModel:
         if self._trees is None:
             raise RuntimeError("model is not fitted")
         t = self._trees
-        offs = t["offsets"]
-        out = np.zeros(X.shape[0])
-        rows = np.arange(X.shape[0])
-        for i in range(len(offs) - 1):
-            base = offs[i]
-            node = np.zeros(X.shape[0], dtype=np.int64)
-            active = t["left"][base + node] >= 0
-            while active.any():
-                a = base + node[active]
-                go_left = X[rows[active], t["feature_idx"][a]] <= t["threshold"][a]
-                node[active] = np.where(go_left, t["left"][a], t["right"][a])
-                active = t["left"][base + node] >= 0
-            out += t["value"][base + node]
-        return out / (len(offs) - 1)
+        leaves = _walk_trees(X, t["offsets"], t["feature_idx"], t["threshold"], t["left"], t["right"],
+                             t["left"] < 0, None)
+        return t["value"][leaves].mean(axis=1)
 
     def predict(self, bands_or_X: Any) -> np.ndarray:
         """Predicted barriers (eV)."""

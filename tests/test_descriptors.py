@@ -153,3 +153,20 @@ def test_descriptor_model_on_bands() -> None:
     model = DescriptorModel(max_iter=5, min_samples_leaf=1, random_state=0)
     model.fit(bands, [0.5, 0.6, 0.7, 0.8])
     assert model.predict(bands).shape == (4,)
+
+
+def test_forest_model_predicts_what_sklearn_predicts_and_round_trips(tmp_path):
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from screener._descriptors import DEFAULT_FOREST_PARAMS, FEATURE_NAMES, ForestModel, load_tree_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, len(FEATURE_NAMES)))
+    y = np.abs(X[:, 0]) + 0.1 * rng.random(80)
+    model = ForestModel(transform="none", n_estimators=25).fit(X, y)
+    ref = ExtraTreesRegressor(**{**DEFAULT_FOREST_PARAMS, "n_estimators": 25}).fit(X, y)
+    np.testing.assert_allclose(model.predict(X[:7]), ref.predict(X[:7]), rtol=0, atol=1e-12)
+    model.save(tmp_path / "f.npz")
+    again = load_tree_model(tmp_path / "f.npz")
+    assert isinstance(again, ForestModel)
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
