@@ -752,6 +752,8 @@ def screen(
         "screener_version": __version__,
         "model_version": model_version,
         "source": src.name,
+        # Where a file source read from, so `export`/`refine` can re-read the structures.
+        "source_path": str(Path(src.path).resolve()) if hasattr(src, "path") else None,
         "source_database_version": src.database_version(),
         "chemistry": ions,
         "config": {"threshold": threshold, "batch_size": batch_size, "workers": workers,

@@ -166,6 +166,24 @@ def test_refined_images_are_exported_instead(lfp_run, tmp_path):
 
 
 def test_files_run_without_source_is_a_usage_error(lfp_run, tmp_path):
-    rc = main(["export", str(lfp_run[0]), "--top", "1", "--out", str(tmp_path / "x"), "--quiet"])
+    # A run.json that does not record where its files came from (older runs): usage error.
+    old = tmp_path / "old_run"
+    shutil.copytree(lfp_run[0], old)
+    info = json.loads((old / "run.json").read_text())
+    info.pop("source_path", None)
+    (old / "run.json").write_text(json.dumps(info))
+    rc = main(["export", str(old), "--top", "1", "--out", str(tmp_path / "x"), "--quiet"])
     assert rc == 2
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "y"), "--quiet"]) == 2
+
+
+def test_file_runs_record_their_folder_so_export_needs_no_source(tmp_path):
+    from screener._export import load_run, source_spec_of
+    from screener._screen import screen
+
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    shutil.copy(catalogue_dir() / "LiCoO2.cif", hosts / "LiCoO2.cif")
+    out = tmp_path / "run"
+    screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
+    assert source_spec_of(load_run(out)) == str(hosts.resolve())
