@@ -28,18 +28,6 @@ from screener._export import (
     species_grouped,
 )
 
-DEV_MODEL = Path("/tmp/devmodel")
-
-
-def _model_dir() -> str | None:
-    from screener._predictor import default_model_dir
-
-    if (default_model_dir() / "model.json").is_file():
-        return None
-    if (DEV_MODEL / "model.json").is_file():
-        return str(DEV_MODEL)
-    pytest.skip("no model: neither the shipped model nor /tmp/devmodel")
-
 
 @pytest.fixture(scope="module")
 def lfp_run(tmp_path_factory) -> tuple[Path, Path]:
@@ -50,7 +38,7 @@ def lfp_run(tmp_path_factory) -> tuple[Path, Path]:
     (hosts / "sub").mkdir()
     shutil.copy(catalogue_dir() / "LiFePO4.cif", hosts / "sub" / "LiFePO4.cif")
     out = tmp_path_factory.mktemp("run") / "run"
-    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0, model_dir=_model_dir())
+    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
     assert len(res.shortlist) == 1
     return out, hosts
 

@@ -25,18 +25,7 @@ from screener._refine import (
     result_row,
 )
 
-DEV_MODEL = Path("/tmp/devmodel")
 HAVE_CHGNET = importlib.util.find_spec("chgnet") is not None
-
-
-def _model_dir() -> str | None:
-    from screener._predictor import default_model_dir
-
-    if (default_model_dir() / "model.json").is_file():
-        return None
-    if (DEV_MODEL / "model.json").is_file():
-        return str(DEV_MODEL)
-    pytest.skip("no model: neither the shipped model nor /tmp/devmodel")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +36,7 @@ def lfp_run(tmp_path_factory) -> tuple[Path, Path]:
     hosts = tmp_path_factory.mktemp("hosts")
     shutil.copy(catalogue_dir() / "LiFePO4.cif", hosts / "LiFePO4.cif")
     out = tmp_path_factory.mktemp("run") / "run"
-    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0, model_dir=_model_dir())
+    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
     assert len(res.shortlist) == 1
     return out, hosts
 

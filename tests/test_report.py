@@ -13,18 +13,7 @@ import pytest
 from screener._bundled import catalogue_dir
 from screener._cli import main
 
-DEV_MODEL = Path("/tmp/devmodel")
 HOSTS = {"sub/LiFePO4.cif": "LiFePO4.cif"}
-
-
-def _model_dir() -> str | None:
-    from screener._predictor import default_model_dir
-
-    if (default_model_dir() / "model.json").is_file():
-        return None
-    if (DEV_MODEL / "model.json").is_file():
-        return str(DEV_MODEL)
-    pytest.skip("no model: neither the shipped model nor /tmp/devmodel")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +26,7 @@ def run_dir(tmp_path_factory) -> Path:
         (hosts / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(catalogue_dir() / name, hosts / rel)
     out = tmp_path_factory.mktemp("run") / "run"
-    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0, model_dir=_model_dir())
+    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
     assert len(res.shortlist) == 1
     return out
 
