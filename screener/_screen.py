@@ -784,9 +784,9 @@ def screen(
     return result
 
 
-def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *, workers: int | None, scheduler: str | None, synchronous: bool,
-                  batch_size: int, model_dir: str | None, device: str, pw_config: PathwayConfig,
-                  model_fp: str, settings_hash: str, model_version: str, threshold: float,
+def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *, workers: int | None,
+                  scheduler: str | None, synchronous: bool, batch_size: int, model_dir: str | None,
+                  device: str, pw_config: PathwayConfig, model_fp: str, settings_hash: str, model_version: str, threshold: float,
                   quiet: bool, timings: dict[str, float]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Run the host and batch tasks still to do, store them, and assemble the tables."""
     from pipelines.dask_run import TaskRunner, dask_client
