@@ -199,7 +199,10 @@ class BandPredictor:
                 raise ModelLoadError(f"checksum mismatch for {path}: the file was modified or is corrupt")
         members: list[BandALIGNN] = []
         if meta.get("n_members", 0):
-            state = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - e.g. UnpicklingError for a pickled object
+                raise ModelLoadError(f"{d / 'weights.pt'}: not plain tensors ({exc})") from exc
             mcfg = BandModelConfig.from_dict(meta["model"])
             for i in range(int(meta["n_members"])):
                 m = BandALIGNN(mcfg)

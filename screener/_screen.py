@@ -558,8 +558,6 @@ def check_model(model_dir: str | None) -> None:
     """
     try:
         get_predictor(model_dir, "cpu")
-    except ModelLoadError:
-        raise
     except Exception as exc:  # noqa: BLE001 - e.g. pickle.UnpicklingError from weights_only
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelLoadError(
