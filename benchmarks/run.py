@@ -5,7 +5,7 @@ Usage::
     python benchmarks/run.py [--quick] [--repeats N] [--no-readme]
 
 Measures, each as the median of ``--repeats`` timed runs (3 by default; ``--quick``: 2, which
-finishes in under 5 minutes on 2 cores). Both modes screen the whole catalogue (116 hop rows): a
+finishes in under 5 minutes on 2 cores). Both modes screen the whole catalogue (122 hop rows): a
 subset small enough to be quick holds fewer than two 32-hop batches per worker, and then "2 workers
 over 1" measures task granularity, not scaling (a 10-host subset gave 0.9x for that reason):
 
@@ -294,18 +294,18 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "",
         "- **Batched over one at a time is about 1.1-1.2x, not 10x, on a CPU.** The model stage is "
         "per-hop work: each band (100-400 sites) needs its own neighbour graph and message passing "
-        "over ~2,000 bonds and ~16,000 bond pairs in each of the 5 graph members (~80% of the "
+        "over ~2,000 bonds and ~16,000 bond pairs in each of the 5 graph members (most of the "
         "time). A batch amortises only per-task costs: Dask scheduling and transfer (milliseconds) "
-        "and one call of each of the 10 descriptor tree models (~2 ms each). Large forward passes "
+        "and one call of each descriptor tree model (a few ms each). Large forward passes "
         "are even slower per band on a CPU (the tensors fall out of cache: ~1.8x slower per band at "
         "32 bands than one at a time), so `screen()` caps a CPU forward pass at about 384 atoms; "
         "`--batch-size` sets the hops per Dask task. On a GPU, `--batch-size` is the forward-pass "
         "size and batching is where the speed comes from. The 10x goal is not reachable on a CPU "
         "without making the per-hop work itself cheaper.",
-        "- **2 workers over 1** depends on task granularity: 116 hops in 32-hop tasks are 4 tasks "
-        "(32, 32, 32, 20), so one worker gets 64 hops; for hops of equal cost the best split gives "
-        "1.81x (the estimate in the table; hop costs differ, so a run can beat it a little). "
-        "Measured between 1.74x and 1.9x over the runs of this page's history. With thousands of "
+        "- **2 workers over 1** depends on task granularity: a catalogue run cuts its hops into "
+        "32-hop tasks (122 hops: 32, 32, 32, 26), so one worker gets 64 of them; for hops of equal "
+        "cost the best split is the estimate in the table (hop costs differ, so a run can beat it "
+        "a little). Measured between 1.74x and 1.9x over the runs of this page's history. With thousands of "
         "hops (a Materials Project run) the granularity limit approaches 2x; a run with fewer hops "
         "than about `2 x workers x batch_size` leaves workers idle at the end (for small runs, use "
         "a smaller `--batch-size`: on a CPU it costs little, see above).",

@@ -18,7 +18,7 @@ from screener._errors import (
 )
 from screener._metrics import class_stratified_folds, regression_metrics
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def screen(*args, **kwargs):

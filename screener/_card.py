@@ -24,6 +24,24 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _tree_text(tc: dict[str, Any]) -> str:
+    """Which tree models were fitted, on which target transform."""
+    names = {"hist_gradient_boosting": ("HistGradientBoosting", "gbm"),
+             "extra_trees": ("ExtraTrees", "forest")}
+    parts = []
+    for kind in tc.get("tree_kinds", ()):
+        label, key = names.get(kind, (kind, ""))
+        transform = (tc.get(key) or {}).get("transform", "log1p")
+        parts.append(f"scikit-learn {label} on {transform}(Em)" if transform != "none"
+                     else f"scikit-learn {label} on Em")
+    return " and ".join(parts) or "none"
+
+
+def _fold_weights(cv: dict[str, Any]) -> str:
+    w = cv.get("graph_weight_per_fold")
+    return f": {', '.join(f'{x:.2f}' for x in w)}" if w else ""
+
+
 def write_model_card(directory: str | Path, baselines: dict[str, Any] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` beside ``model.json``.
 
@@ -36,7 +54,7 @@ def write_model_card(directory: str | Path, baselines: dict[str, Any] | None = N
     cv = meta.get("cv", {})
     rows = {f"**{meta.get('name')}** (shipped blend)": cv.get("blend", {})}
     for key, label in [("graph_only", "graph ensemble alone (BandALIGNN)"),
-                       ("trees_only", "descriptor trees alone (boosting + extra-trees)"),
+                       ("trees_only", "descriptor trees alone"),
                        ("mean_baseline", "mean of training folds")]:
         if key in cv:
             rows[label] = cv[key]
@@ -54,11 +72,11 @@ from the migration band (host + the ion at 5 linearly interpolated images).
   `{(meta.get('model') or {}).get('readout')}`; hidden width {(meta.get('model') or {}).get('hidden_features')};
   {(meta.get('model') or {}).get('alignn_layers')} ALIGNN + {(meta.get('model') or {}).get('gcn_layers')} GCN layers),
   one per cross-validation fold.
-- {meta.get('n_boosters', 0)} descriptor tree models (per fold: scikit-learn HistGradientBoosting and
-  ExtraTrees, both on log1p(Em), exported to plain arrays) on band descriptors (hop length, ion–host distances
-  along the path, ion and host chemistry), one per fold.
+- {meta.get('n_boosters', 0)} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band
+  descriptors (hop length, ion–host distances along the path, ion and host chemistry), per fold.
 - Blend: Em = {meta.get('graph_weight'):.2f} × graph + {1 - meta.get('graph_weight', 1):.2f} × trees (weight chosen on
-  the out-of-fold predictions). Uncertainty: standard deviation of the mixture of all members.
+  the out-of-fold predictions; the cross-validation rows below score each fold with the weight chosen
+  on the other folds{_fold_weights(cv)}). Uncertainty: standard deviation of the mixture of all members.
 - Format version {meta.get('format_version')}; weights load with `torch.load(weights_only=True)`;
   tree models are `.npz` arrays read with `allow_pickle=False`.
 

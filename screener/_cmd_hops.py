@@ -51,6 +51,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cutoff", type=float, default=5.0, metavar="Å",
                    help="maximum hop length between two sites of the ion, in Å "
                         "(default: %(default)s)")
+    p.add_argument("--max-cutoff", type=float, default=7.0, metavar="Å",
+                   help="a host with no hop within --cutoff gets its nearest-neighbour hops "
+                        "(1.1 x the shortest ion-ion distance) up to this length, in Å; set it "
+                        "to --cutoff to turn this off (default: %(default)s)")
     p.add_argument("--limit", choices=[*LIMITS, "both"], default="both",
                    help="which limit(s) to list each hop in (default: %(default)s)")
     p.add_argument("--min-width", type=float, default=DEFAULT_MIN_WIDTH, metavar="Å",
@@ -76,6 +80,7 @@ def _config(args: argparse.Namespace) -> PathwayConfig:
     limits = LIMITS if args.limit == "both" else (args.limit,)
     return PathwayConfig(
         cutoff=args.cutoff,
+        max_cutoff=args.max_cutoff,
         min_width=args.min_width,
         max_band_sites=args.max_band_sites,
         limits=limits,
@@ -107,7 +112,7 @@ def _print_table(path: str, pw: HostPathways, rows: list[dict[str, Any]]) -> Non
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
     reach = percolation_dimension(pw.edges)
     title = (f"{path}: {pw.formula} ({pw.spacegroup[0]}), {len(pw.ion_sites)} {pw.ion} sites per "
-             f"cell of {len(pw.structure)}; hops ≤ {pw.config.cutoff} Å percolate in {reach}D")
+             f"cell of {len(pw.structure)}; hops ≤ {pw.cutoff_A:.2f} Å percolate in {reach}D")
     table = Table()
     table.add_column("hop id", no_wrap=True)
     table.add_column("limit")

@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the model runs: auto uses GPUs when present (one worker per GPU)")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     p.add_argument("--cutoff", type=float, default=5.0, help="longest hop considered (Å)")
+    p.add_argument("--max-cutoff", type=float, default=7.0,
+                   help="a host with no hop within --cutoff gets its nearest-neighbour hops "
+                        "(1.1 x the shortest ion-ion distance) up to this length (Å); set it to "
+                        "--cutoff to turn this off")
     p.add_argument("--max-band-sites", type=int, default=1000,
                    help="refuse hops whose band would exceed this many sites")
     p.add_argument("--order-disordered", action="store_true",
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         log.error("--batch-size and --workers must be positive")
         return EXIT_USAGE
     try:
-        pw = PathwayConfig(cutoff=args.cutoff, max_band_sites=args.max_band_sites,
+        pw = PathwayConfig(cutoff=args.cutoff, max_cutoff=args.max_cutoff,
+                           max_band_sites=args.max_band_sites,
                            order_disordered=args.order_disordered)
     except ValueError as exc:
         log.error("%s", exc)

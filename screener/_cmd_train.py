@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``screener train``; returns the exit code."""
     import torch
 
-    from screener._crossval import choose_blend_weight, gbm_folds, run_folds
+    from screener._crossval import choose_blend_weight, crossfit_blend, gbm_folds, run_folds
     from screener._data import read_entries
     from screener._graphs import GraphCache
     from screener._metrics import class_stratified_folds, regression_metrics
@@ -139,21 +139,25 @@ def run(args: argparse.Namespace) -> int:
         m = BandALIGNN(config.model)
         m.load_state_dict(torch.load(fold_member_path(out / "folds", k), weights_only=True))
         members.append(m.eval())
+    folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     boosters, w = [], 1.0
+    fold_weights: list[float] = []
     trees = np.full_like(graph, np.nan)
     features = None
+    blend = graph
     if config.use_gbm:
         from screener._descriptors import FEATURE_VERSION, feature_matrix
 
         features = feature_matrix([e.band for e in entries])
-        trees, boosters, per_kind = gbm_folds(entries, config, features)
+        trees, boosters, per_kind, within = gbm_folds(entries, config, features)
+        # Shipped weight: chosen on all out-of-fold predictions. Reported metrics: each fold
+        # blended with the weight chosen on the other folds, so no entry scores its own choice.
         w = choose_blend_weight(y, graph, trees)
-    blend = np.clip(w * graph + (1 - w) * trees, 0, None) if boosters else graph
+        blend, fold_weights = crossfit_blend(y, graph, trees, folds)
     oof["pred_graph"] = graph
     oof["pred_trees"] = trees
     oof["pred"] = blend
     # The mean baseline on the same folds.
-    folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     oof["pred_mean_baseline"] = [y[folds != f].mean() for f in folds]
     metrics = {
         "blend": regression_metrics(y, blend),
@@ -166,13 +170,15 @@ def run(args: argparse.Namespace) -> int:
         metrics["trees_only"] = regression_metrics(y, trees)
         # Out of fold each entry has one graph model and one tree model of each kind, so the
         # uncertainty there is the mixture spread without the fold-to-fold part.
-        unc = np.sqrt((1 - w) * per_kind.var(axis=0) + w * (1 - w) * (graph - trees) ** 2)
+        unc = np.sqrt((1 - w) * (per_kind.var(axis=0) + within) + w * (1 - w) * (graph - trees) ** 2)
         oof["uncertainty_between_models"] = unc
         metrics["uncertainty_spearman_vs_abs_error"] = float(spearmanr(unc, np.abs(blend - y)).statistic)
     baselines = _index_baselines(data, oof)
     if baselines:
         metrics["baselines"] = baselines
     metrics["graph_weight"] = w
+    if fold_weights:
+        metrics["graph_weight_per_fold"] = fold_weights
     metrics["n_entries"] = len(entries)
     metrics["train_seconds"] = time.perf_counter() - t0
     oof.to_csv(out / "oof_predictions.csv", index=False)

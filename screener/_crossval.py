@@ -82,7 +82,7 @@ def run_folds(
 
 def gbm_folds(
     entries: list[Entry], config: ExperimentConfig, features: pd.DataFrame
-) -> tuple[np.ndarray, list, np.ndarray]:
+) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
     """Out-of-fold predictions and per-fold descriptor tree models.
 
     Each fold fits every kind in ``config.tree_kinds`` (gradient boosting, extra-trees); the
@@ -90,29 +90,38 @@ def gbm_folds(
 
     Returns:
         Out-of-fold tree predictions (mean of the kinds), the fitted models (fold-major order),
-        and the out-of-fold predictions of each kind (kinds x entries).
+        the out-of-fold predictions of each kind (kinds x entries), and the variance of the single
+        trees within a model (mean over the kinds; 0 for boosting, whose trees are not
+        predictions on their own).
     """
     from screener._descriptors import DescriptorModel, ForestModel
 
     makers = {"hist_gradient_boosting": lambda: DescriptorModel(**config.gbm),
-              "extra_trees": lambda: ForestModel()}
+              "extra_trees": lambda: ForestModel(**config.forest)}
     entries = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     y = np.array([e.target for e in entries], dtype=float)
     pred = np.full(len(entries), np.nan)
     per_kind = np.full((len(config.tree_kinds), len(entries)), np.nan)
+    within = np.zeros(len(entries))
     models = []
     for k in range(config.n_folds):
         test, train = folds == k, folds != k
-        fold_preds = []
+        fold_preds, fold_within = [], []
         for kind in config.tree_kinds:
             m = makers[kind]().fit(features[train], y[train])
-            fold_preds.append(m.predict(features[test]))
+            if hasattr(m, "predict_spread"):
+                p, sd = m.predict_spread(features[test])
+            else:
+                p, sd = m.predict(features[test]), np.zeros(int(test.sum()))
+            fold_preds.append(p)
+            fold_within.append(sd**2)
             models.append(m)
         per_kind[:, test] = np.array(fold_preds)
+        within[test] = np.mean(fold_within, axis=0)
         pred[test] = np.mean(fold_preds, axis=0)
         log.info("descriptor trees fold %d: test MAE %.4f", k, np.mean(np.abs(pred[test] - y[test])))
-    return pred, models, per_kind
+    return pred, models, per_kind, within
 
 
 def choose_blend_weight(y: np.ndarray, graph: np.ndarray, trees: np.ndarray) -> float:
@@ -120,3 +129,24 @@ def choose_blend_weight(y: np.ndarray, graph: np.ndarray, trees: np.ndarray) -> 
     grid = np.round(np.linspace(0.0, 1.0, 21), 2)
     maes = [np.mean(np.abs(np.clip(w * graph + (1 - w) * trees, 0, None) - y)) for w in grid]
     return float(grid[int(np.argmin(maes))])
+
+
+def crossfit_blend(
+    y: np.ndarray, graph: np.ndarray, trees: np.ndarray, folds: np.ndarray
+) -> tuple[np.ndarray, list[float]]:
+    """Blend scored without choosing its weight on the entries it is scored on.
+
+    The weight used on fold ``k`` is the one :func:`choose_blend_weight` picks from the
+    out-of-fold predictions of the other folds.
+
+    Returns:
+        The blended out-of-fold predictions and the weight used on each fold.
+    """
+    pred = np.full(len(y), np.nan)
+    weights = []
+    for k in np.unique(folds):
+        rest, this = folds != k, folds == k
+        w = choose_blend_weight(y[rest], graph[rest], trees[rest])
+        pred[this] = np.clip(w * graph[this] + (1 - w) * trees[this], 0, None)
+        weights.append(w)
+    return pred, weights

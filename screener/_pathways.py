@@ -76,6 +76,10 @@ class PathwayConfig:
 
     Attributes:
         cutoff: maximum hop length in Å.
+        max_cutoff: when no hop is shorter than ``cutoff``, hosts whose ion sites are farther
+            apart (e.g. the cavities of Chevrel phases, 6.4-6.6 Å) get their nearest-neighbour
+            hops instead: the cutoff is raised to 1.1 x the shortest ion-ion distance, up to this
+            value (Å). Set it to ``cutoff`` (or less) to turn this off.
         min_width: minimum perpendicular width of a band's supercell in Å.
         max_band_sites: largest band (images + host) built; larger ones raise BandTooLargeError.
         limits: the limits to list each distinct hop in (``vacancy``, ``dilute``).
@@ -89,6 +93,7 @@ class PathwayConfig:
     """
 
     cutoff: float = 5.0
+    max_cutoff: float = 7.0
     min_width: float = DEFAULT_MIN_WIDTH
     max_band_sites: int = 1000
     limits: tuple[str, ...] = LIMITS
@@ -101,6 +106,8 @@ class PathwayConfig:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
+        if not math.isfinite(self.max_cutoff):
+            raise ValueError(f"max_cutoff must be a finite number of Å, got {self.max_cutoff!r}")
         if not (math.isfinite(self.min_width) and self.min_width >= 0):
             raise ValueError(f"min_width must be >= 0 Å, got {self.min_width!r}")
         if self.max_band_sites < 1:
@@ -171,6 +178,8 @@ class HostPathways:
         ion_sites: index in :attr:`structure` of each graph node.
         spacegroup: international symbol and number found at ``config.symprec``.
         config: the parameters the hops were found with.
+        cutoff_A: the hop-length cutoff actually used: ``config.cutoff``, or more for a host
+            whose nearest ion-ion distance is longer (see :class:`PathwayConfig`).
     """
 
     structure: Structure
@@ -180,6 +189,7 @@ class HostPathways:
     ion_sites: list[int]
     spacegroup: tuple[str, int] = ("", 0)
     config: PathwayConfig = field(default_factory=PathwayConfig)
+    cutoff_A: float = 0.0
 
     @property
     def formula(self) -> str:
@@ -490,10 +500,24 @@ def _hop_id(structure: Structure, ion: str, limit: str, length: float, key: tupl
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _nearest_ion_distance(s: Structure, ion: str, radius: float) -> float | None:
+    """Shortest distance (Å) between two sites of the ion (periodic images included), or None
+    when there is none within ``radius``."""
+    idx = [i for i, site in enumerate(s) if _is_ion_site(site, ion)]
+    if not idx:
+        return None
+    centres, points, _, dist = s.get_neighbor_list(radius, sites=[s[i] for i in idx])
+    ion_set = set(idx)
+    d = [float(x) for p, x in zip(points, dist) if int(p) in ion_set and x > 1e-3]
+    return min(d) if d else None
+
+
 def find_pathways(
     structure: Structure, ion: str, config: PathwayConfig | None = None
 ) -> HostPathways:
     """The distinct hops of the working ion up to ``config.cutoff``, in each limit.
+
+    A host with no hop that short gets its nearest-neighbour hops, up to ``config.max_cutoff``.
 
     Args:
         structure: the host structure with the working ion on its sites.
@@ -518,8 +542,14 @@ def find_pathways(
             logger.debug("%s: primitive cell of %d sites instead of %d",
                          s.composition.reduced_formula, len(prim), len(s))
             s = _clean(prim)
+    cutoff = config.cutoff
+    nearest = _nearest_ion_distance(s, ion, max(config.cutoff, config.max_cutoff))
+    if nearest is not None and nearest > config.cutoff:
+        cutoff = min(1.1 * nearest, config.max_cutoff)
+        logger.info("%s: no %s-%s hop within %.2f Å; nearest-neighbour hops up to %.2f Å used",
+                    s.composition.reduced_formula, ion, ion, config.cutoff, cutoff)
     try:
-        mg = migration_graph(s, ion, config.cutoff, config.symprec)
+        mg = migration_graph(s, ion, cutoff, config.symprec)
     except Exception as exc:  # noqa: BLE001 - spglib / pymatgen-analysis-diffusion failures
         raise PathwayError(
             f"migration graph of {s.composition.reduced_formula} failed at symprec="
@@ -530,7 +560,8 @@ def find_pathways(
     frac = mg.only_sites.frac_coords
     if graph.number_of_edges() == 0:
         raise NoHopsError(
-            f"no {ion}-{ion} hop shorter than {config.cutoff} Å in {s.composition.reduced_formula}"
+            f"no {ion}-{ion} hop shorter than {max(cutoff, config.max_cutoff):g} Å in "
+            f"{s.composition.reduced_formula}: its {ion} sites are too far apart for hops"
         )
 
     # Canonical representative and key of each distinct hop, independent of enumeration order.
@@ -577,7 +608,7 @@ def find_pathways(
     sym = mg.symm_structure
     spacegroup = (sym.spacegroup.int_symbol, int(sym.spacegroup.int_number))
     return HostPathways(structure=s, ion=ion, hops=hops, edges=edges, ion_sites=ion_sites,
-                        spacegroup=spacegroup, config=config)
+                        spacegroup=spacegroup, config=config, cutoff_A=float(cutoff))
 
 
 def _wyckoffs(mg: Any) -> dict[int, str]:

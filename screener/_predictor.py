@@ -7,7 +7,9 @@ and ``MODEL_CARD.md``.
 
 Prediction of member k = w * graph_k + (1 - w) * trees_k. The reported value is the mean over the
 members; the uncertainty is the standard deviation of the mixture of all graph and tree models:
-sqrt(w var(graph) + (1 - w) var(trees) + w (1 - w) (mean graph - mean trees)^2).
+sqrt(w var(graph) + (1 - w) var(trees) + w (1 - w) (mean graph - mean trees)^2), where var(trees)
+holds both the spread between the fold models and, for extra-trees, the spread of their single
+trees.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from screener._train import predict_pairs
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-DEFAULT_MODEL_NAME = "em-band-v1"
+DEFAULT_MODEL_NAME = "em-band-v2"
 
 
 def models_dir() -> Path:
@@ -139,12 +141,22 @@ class BandPredictor:
             from screener._descriptors import feature_matrix
 
             X = feature_matrix(bands)
-            t_all = np.stack([b.predict(X) for b in self.boosters])
+            preds, within = [], []
+            for b in self.boosters:
+                if hasattr(b, "predict_spread"):
+                    p, sd = b.predict_spread(X)
+                else:
+                    p, sd = b.predict(X), np.zeros(n)
+                preds.append(p)
+                within.append(sd**2)
+            t_all = np.stack(preds)
+            t_within = np.mean(within, axis=0)
         else:
-            t_all = np.zeros((1, n))
+            t_all, t_within = np.zeros((1, n)), np.zeros(n)
         g_mean, t_mean = g_all.mean(0), t_all.mean(0)
         em = np.clip(w * g_mean + (1 - w) * t_mean, 0.0, None)
-        var = w * g_all.var(0) + (1 - w) * t_all.var(0) + w * (1 - w) * (g_mean - t_mean) ** 2
+        var = (w * g_all.var(0) + (1 - w) * (t_all.var(0) + t_within)
+               + w * (1 - w) * (g_mean - t_mean) ** 2)
         return Prediction(em=em, uncertainty=np.sqrt(var), graph=g_mean, trees=t_mean)
 
     # ------------------------------------------------------------------ persistence

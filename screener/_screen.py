@@ -166,7 +166,18 @@ def _message(exc: BaseException) -> str:
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (MiB)."""
+    """Peak resident memory of this process so far (MiB).
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` is carried over from the
+    parent through fork + exec, so a worker spawned by a large process would report the parent's.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
 

@@ -57,15 +57,18 @@ class ExperimentConfig:
     """Everything ``screener train`` needs: model, graphs, optimisation, descriptor trees.
 
     ``gbm`` holds keyword arguments of :class:`screener._descriptors.DescriptorModel`
-    (``transform`` and ``HistGradientBoostingRegressor`` parameters); empty means its defaults.
+    (``transform`` and ``HistGradientBoostingRegressor`` parameters) and ``forest`` those of
+    :class:`screener._descriptors.ForestModel` (``transform`` and ``ExtraTreesRegressor``
+    parameters); empty means their defaults. ``tree_kinds`` says which of the two are fitted.
     """
 
     model: BandModelConfig = field(default_factory=BandModelConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     gbm: dict[str, Any] = field(default_factory=dict)
+    forest: dict[str, Any] = field(default_factory=dict)
     use_gbm: bool = True
-    tree_kinds: tuple[str, ...] = ("hist_gradient_boosting", "extra_trees")
+    tree_kinds: tuple[str, ...] = ("extra_trees",)
     n_folds: int = 5
     fold_seed: int = 0
 
@@ -77,8 +80,9 @@ class ExperimentConfig:
             graph=GraphConfig(**d.get("graph", {})),
             train=TrainConfig.from_dict(d.get("train", {})),
             gbm=dict(d.get("gbm", {})),
+            forest=dict(d.get("forest", {})),
             use_gbm=bool(d.get("use_gbm", True)),
-            tree_kinds=tuple(d.get("tree_kinds", ("hist_gradient_boosting", "extra_trees"))),
+            tree_kinds=tuple(d.get("tree_kinds", ("extra_trees",))),
             n_folds=int(d.get("n_folds", 5)),
             fold_seed=int(d.get("fold_seed", 0)),
         )
@@ -90,6 +94,7 @@ class ExperimentConfig:
             "graph": asdict(self.graph),
             "train": asdict(self.train),
             "gbm": dict(self.gbm),
+            "forest": dict(self.forest),
             "use_gbm": self.use_gbm,
             "tree_kinds": list(self.tree_kinds),
             "n_folds": self.n_folds,

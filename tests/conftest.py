@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pymatgen.util
@@ -51,3 +53,30 @@ def licoo2() -> Structure:
         "R-3m", Lattice.hexagonal(2.8156, 14.0542), ["Li", "Co", "O"],
         [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.2396]],
     )
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test that runs the model in this process (``--sync``), like a Dask
+    worker: far steadier on a shared machine."""
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module() -> Iterator[None]:
+    """:func:`one_torch_thread` for a whole module (``pytest.mark.usefixtures``)."""
+    with _torch_threads(1):
+        yield

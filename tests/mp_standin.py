@@ -378,12 +378,3 @@ def no_internet(monkeypatch):
     monkeypatch.delenv("MP_API_KEY", raising=False)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread: the in-process (``--sync``) model runs far faster on a shared machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -170,3 +170,30 @@ def test_forest_model_predicts_what_sklearn_predicts_and_round_trips(tmp_path):
     again = load_tree_model(tmp_path / "f.npz")
     assert isinstance(again, ForestModel)
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+def test_forest_sqrt_transform_and_tree_spread(tmp_path):
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from screener._descriptors import DEFAULT_FOREST_PARAMS, FEATURE_NAMES, ForestModel, load_tree_model
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, len(FEATURE_NAMES)))
+    y = np.abs(X[:, 0]) + 0.2 * rng.random(120)
+    model = ForestModel(n_estimators=30).fit(X[:100], y[:100])
+    assert model.transform == "sqrt"
+    # the shipped transform: fit on sqrt(Em), predict the square of the mean tree
+    ref = ExtraTreesRegressor(**{**DEFAULT_FOREST_PARAMS, "n_estimators": 30}).fit(X[:100], np.sqrt(y[:100]))
+    np.testing.assert_allclose(model.predict(X[100:]), ref.predict(X[100:]) ** 2, rtol=1e-12)
+    pred, spread = model.predict_spread(X[100:])
+    np.testing.assert_array_equal(pred, model.predict(X[100:]))
+    # spread = std of the single trees' barriers, what sklearn's trees say one by one
+    single = np.stack([t.predict(X[100:]) ** 2 for t in ref.estimators_])
+    np.testing.assert_allclose(spread, single.std(axis=0), rtol=1e-10)
+    assert np.all(spread > 0)
+    # a target every tree fits exactly has no spread
+    flat = ForestModel(n_estimators=10).fit(X[:50], np.full(50, 0.4))
+    np.testing.assert_allclose(flat.predict_spread(X[:5])[1], 0.0, atol=1e-12)
+    model.save(tmp_path / "f.npz")
+    again = load_tree_model(tmp_path / "f.npz")
+    np.testing.assert_array_equal(again.predict_spread(X)[1], model.predict_spread(X)[1])

@@ -47,6 +47,13 @@ def test_catalogue_size_and_ions() -> None:
         assert counts[ion] >= 4, f"only {counts[ion]} {ion} hosts"
 
 
+def test_catalogue_covers_the_host_families() -> None:
+    families = Counter(rec["family"] for rec in INDEX)
+    for family in ("spinel", "olivine", "layered", "nasicon", "chevrel", "vanadate", "post-spinel"):
+        assert families[family] >= 1, f"no {family} host"
+    assert families["nasicon"] >= 3
+
+
 def test_every_cif_listed() -> None:
     on_disk = {p.name for p in catalogue_dir().glob("*.cif")}
     assert on_disk == {rec["file"] for rec in INDEX}

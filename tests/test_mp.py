@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from mp_standin import (VALID_KEY, StandIn, catalogue_docs, electrode_docs, no_internet,  # noqa: F401
-                        one_torch_thread, summary_doc)
+                        summary_doc)
 
 from screener._cli import main
 from screener._mp import MPAuthError, MPOptions, MPSource, MPSourceError, read_api_key
@@ -49,7 +49,7 @@ def model_env(monkeypatch):
     """The shipped model when it is there, else the small development model."""
     from screener._predictor import models_dir
 
-    if not (models_dir() / "em-band-v1" / "model.json").exists() and not os.environ.get("SCREENER_MODEL_DIR"):
+    if not (models_dir() / "em-band-v2" / "model.json").exists() and not os.environ.get("SCREENER_MODEL_DIR"):
         monkeypatch.setenv("SCREENER_MODEL_DIR", "/tmp/devmodel")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mp_standin import VALID_KEY, StandIn, catalogue_docs, no_internet, one_torch_thread  # noqa: F401
+from mp_standin import VALID_KEY, StandIn, catalogue_docs, no_internet  # noqa: F401
 
 from pipelines.nightly import ResultsDataset, SnapshotSource, main
 from screener._sources import PathSource
@@ -26,7 +26,7 @@ def model_dir() -> Path:
     """The shipped model when it is there, else the small development model."""
     from screener._predictor import models_dir
 
-    shipped = models_dir() / "em-band-v1"
+    shipped = models_dir() / "em-band-v2"
     if (shipped / "model.json").exists():
         return shipped
     return Path(os.environ.get("SCREENER_MODEL_DIR") or "/tmp/devmodel")

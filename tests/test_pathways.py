@@ -34,6 +34,7 @@ from screener._pathways import (
     find_pathways,
     idpp_images,
 )
+from screener._percolation import percolation_dimension
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/data/em-dataset/train_bands.json"
 
@@ -127,6 +128,25 @@ def test_cutoff_limits_and_config_validation(licoo2):
                 {"min_width": float("nan")}, {"n_images": 1}):
         with pytest.raises(ValueError):
             PathwayConfig(**bad)
+
+
+def test_sparse_ion_sites_get_nearest_neighbour_hops():
+    """Chevrel MgMo6S8: Mg cavities are 6.43 Å apart, beyond the 5 Å cutoff."""
+    from screener._bundled import catalogue_dir
+
+    chevrel = Structure.from_file(catalogue_dir() / "MgMo6S8.cif")
+    pw = find_pathways(chevrel, "Mg")
+    assert pw.config.cutoff == 5.0 and pw.cutoff_A == pytest.approx(7.0)
+    assert sorted({round(h.length_A, 2) for h in pw.hops}) == [6.43]
+    assert percolation_dimension(pw.edges) == 3
+    # the cavity hop is the only one: the same as asking for it with a long cutoff
+    long = find_pathways(chevrel, "Mg", PathwayConfig(cutoff=7.0))
+    assert [h.hop_id for h in long.hops] == [h.hop_id for h in pw.hops]
+    with pytest.raises(NoHopsError, match="too far apart"):
+        find_pathways(chevrel, "Mg", PathwayConfig(max_cutoff=5.0))
+    # a host whose nearest-neighbour hop is within the cutoff is unchanged
+    lco = find_pathways(Structure.from_file(catalogue_dir() / "LiCoO2.cif"), "Li")
+    assert lco.cutoff_A == 5.0
 
 
 # --------------------------------------------------------------------------- hop ids
@@ -337,6 +357,6 @@ def test_cli_errors(lfp_cif, tmp_path, capsys):
 def test_cli_help(capsys):
     assert main(["hops", "--help"]) == 0
     out = capsys.readouterr().out
-    for opt in ("--ion", "--cutoff", "--limit", "--min-width", "--max-band-sites", "--symprec",
+    for opt in ("--ion", "--cutoff", "--max-cutoff", "--limit", "--min-width", "--max-band-sites", "--symprec",
                 "--order-disordered", "--no-primitive", "--json", "FILE"):
         assert opt in out

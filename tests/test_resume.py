@@ -26,19 +26,9 @@ HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 
 TABLES = ["hops", "structures", "shortlist", "failures"]
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not (default_model_dir() / "model.json").exists(),
-                                reason="no model: set SCREENER_MODEL_DIR")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Sync runs in this process: one torch thread, as in a Dask worker (and steadier on a busy machine)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.skipif(not (default_model_dir() / "model.json").exists(),
+                                reason="no model: set SCREENER_MODEL_DIR"),
+              pytest.mark.usefixtures("one_torch_thread_module")]
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,7 @@ from screener._screen import FAILURE_COLUMNS, HOP_COLUMNS, STRUCTURE_COLUMNS, sc
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif", "LiCoO2.cif"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Synchronous runs here use one torch thread, like a Dask worker (steadier on a shared machine)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 @pytest.fixture(scope="module")

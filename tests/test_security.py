@@ -23,14 +23,6 @@ needs_model = pytest.mark.skipif(not (default_model_dir() / "model.json").exists
                                  reason="no model: set SCREENER_MODEL_DIR")
 
 
-@pytest.fixture
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------- API key
 @needs_model
 def test_the_api_key_never_reaches_logs_outputs_or_parquet_metadata(tmp_path, monkeypatch, caplog, capfd,

@@ -11,7 +11,7 @@ from screener._bundled import catalogue_dir
 from screener._pathways import find_pathways, read_structure
 from screener._predictor import BandPredictor, default_model_dir, models_dir
 
-SHIPPED = models_dir() / "em-band-v1"
+SHIPPED = models_dir() / "em-band-v2"
 
 
 def test_shipped_model_is_complete_and_small():

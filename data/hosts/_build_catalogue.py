@@ -376,6 +376,42 @@ def alpha_prime_vanadate(slug: str, ion: str, cell: tuple[float, float, float], 
     )
 
 
+#: Free coordinates of the NASICON model: z(M), x(P), O1 (x, y, z), O2 (x, y, z).
+NAZR2P3O12_XYZ = (0.14583, 0.2895, 0.1751, -0.0265, 0.1925, 0.1899, 0.1700, 0.0869)
+
+
+def nasicon(slug: str, ion: str, metal: str, cell: tuple[float, float], reference: str,
+            note: str = "", xyz: tuple[float, ...] = NAZR2P3O12_XYZ) -> Host:
+    """A rhombohedral NASICON A M2(PO4)3, R-3c hexagonal axes, A on the M1 site 6b."""
+    zm, xp, o1x, o1y, o1z, o2x, o2y, o2z = xyz
+    return Host(
+        slug=slug,
+        formula=f"{ion}{metal}2(PO4)3",
+        working_ions=(ion,),
+        family="nasicon",
+        setting="R-3c:H",
+        spacegroup="R-3c",
+        number=167,
+        cell=hexagonal(*cell),
+        sites=(
+            (ion, (0.0, 0.0, 0.0)),
+            (metal, (0.0, 0.0, zm)),
+            ("P", (xp, 0.0, 0.25)),
+            ("O", (o1x, o1y, o1z)),
+            ("O", (o2x, o2y, o2z)),
+        ),
+        reference=reference,
+        note=note,
+    )
+
+
+NASICON_NOTE = (
+    "lattice parameters as cited; atomic coordinates from the NaZr2(PO4)3 model of this "
+    "catalogue (Hagman & Kierkegaard 1968), adjusted by distance least squares to Ti-O 1.95 A "
+    "and P-O 1.53 A"
+)
+
+
 NAV2O5_NOTE = (
     "x of the ladder-leg O set to give the reported V-O distances 1.915 A (x2) and 1.99 A; "
     "the other coordinates as refined for alpha'-NaV2O5"
@@ -520,25 +556,39 @@ HOSTS: list[Host] = [
         "cell, disordered)",
     ),
     # ---------------------------------------------------------------- NASICON
+    nasicon("NaZr2P3O12", "Na", "Zr", (8.8043, 22.7585),
+            "Hagman L.-O., Kierkegaard P., Acta Chem. Scand. 22, 1822 (1968)",
+            note="O coordinates approximate: Zr-O 1.98/2.08 A and P-O 1.56/1.60 A against the "
+            "refined ~2.05 and ~1.52 A"),
+    nasicon("NaTi2P3O12", "Na", "Ti", (8.4920, 21.7800),
+            "Delmas C., Nadiri A., Soubeyroux J.L., Solid State Ionics 28-30, 419 (1988)",
+            note=NASICON_NOTE,
+            xyz=(0.1471, 0.2852, 0.1832, -0.0348, 0.1891, 0.1860, 0.1788, 0.0928)),
+    nasicon("LiTi2P3O12", "Li", "Ti", (8.5110, 20.8400),
+            "Aono H., Sugimoto E., Sadaoka Y., Imanaka N., Adachi G., J. Electrochem. Soc. 137, "
+            "1023 (1990)", note=NASICON_NOTE,
+            xyz=(0.1394, 0.2936, 0.1749, -0.0289, 0.1911, 0.1830, 0.1667, 0.0792)),
+    # ---------------------------------------------------------------- Chevrel
     Host(
-        slug="NaZr2P3O12",
-        formula="NaZr2(PO4)3",
-        working_ions=("Na",),
-        family="nasicon",
-        setting="R-3c:H",
-        spacegroup="R-3c",
-        number=167,
-        cell=hexagonal(8.8043, 22.7585),
+        slug="MgMo6S8",
+        formula="MgMo6S8",
+        working_ions=("Mg",),
+        family="chevrel",
+        setting="R-3:H",
+        spacegroup="R-3",
+        number=148,
+        cell=hexagonal(9.1900, 10.8800),
         sites=(
-            ("Na", (0.0, 0.0, 0.0)),
-            ("Zr", (0.0, 0.0, 0.14583)),
-            ("P", (0.2895, 0.0, 0.25)),
-            ("O", (0.1751, -0.0265, 0.1925)),
-            ("O", (0.1899, 0.1700, 0.0869)),
+            ("Mg", (0.0, 0.0, 0.0)),
+            ("Mo", (0.0172, 0.1686, 0.3995)),
+            ("S", (0.0, 0.0, 0.2164)),
+            ("S", (0.3169, 0.2933, 0.4117)),
         ),
-        reference="Hagman L.-O., Kierkegaard P., Acta Chem. Scand. 22, 1822 (1968)",
-        note="O coordinates approximate: Zr-O 1.98/2.08 A and P-O 1.56/1.60 A against the "
-        "refined ~2.05 and ~1.52 A",
+        reference="Chevrel R., Sergent M., Prigent J., J. Solid State Chem. 3, 515 (1971); "
+        "Levi E., Gofer Y., Aurbach D., Chem. Mater. 22, 860 (2010)",
+        note="Mo6S8 lattice and coordinates (approximate: Mo-Mo 2.56-2.64 A, Mo-S 2.40-2.48 A); "
+        "one Mg per cavity at its centre (3a), the site of first-principles NEB models of Mg "
+        "in Mo6S8 (real Mg sits disordered on the rings around it)",
     ),
     # ---------------------------------------------------------------- V2O5-derived
     alpha_prime_vanadate("NaV2O5", "Na", (11.3180, 3.6110, 4.7970),
