@@ -6,13 +6,14 @@ Usage::
 
 Measures, each as the median of ``--repeats`` timed runs (3 by default; ``--quick``: 2, which
 finishes in under 5 minutes on 2 cores). Both modes screen the whole catalogue (122 hop rows): a
-subset small enough to be quick holds fewer than two 32-hop batches per worker, and then "2 workers
+subset small enough to be quick holds too few tasks per worker, and then "2 workers
 over 1" measures task granularity, not scaling (a 10-host subset gave 0.9x for that reason):
 
 * hops/s end to end (source, pathways, bands, graphs, model, writing the parts and tables) with
-  2 workers and ``batch_size=32``;
+  2 workers and the default task size on a CPU (``batch_size=8``, see
+  ``screener._screen.DEFAULT_BATCH_SIZE``);
 * batched over one at a time: the same with ``batch_size=1``;
-* 2 workers over 1 (``batch_size=32``);
+* 2 workers over 1 (default task size);
 * the share of each stage (from ``run.json`` timings) and the peak resident memory per worker.
 
 Each worker is a Dask worker process with one thread (``OMP_NUM_THREADS=1``, torch held to one
@@ -47,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 from screener._bundled import load_catalogue  # noqa: E402
 from screener._sources import HostItem  # noqa: E402
+from screener._screen import default_batch_size  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"
@@ -159,7 +161,8 @@ def timed_run(cluster: Cluster, source: CatalogueSource, ions: list[str], batch_
             "peak_rss_mib": res.run_info["workers"]["peak_rss_mib"], "failures": len(res.failures)}
 
 
-CONFIGS = {"2w_b32": (2, 32), "2w_b1": (2, 1), "1w_b32": (1, 32)}
+BATCH = default_batch_size("cpu")
+CONFIGS = {"2w_batched": (2, BATCH), "2w_b1": (2, 1), "1w_batched": (1, BATCH)}
 
 
 def summarise(name: str, runs: list[dict[str, Any]], cluster: Cluster, rss_now: float) -> dict[str, Any]:
@@ -189,7 +192,7 @@ def measure_all(repeats: int, source: CatalogueSource, ions: list[str], model_di
     clusters = {2: Cluster(2, model_dir), 1: Cluster(1, model_dir)}
     try:
         for n, cluster in clusters.items():
-            timed_run(cluster, warm_source, ions, 32, model_dir)  # first-call imports, caches
+            timed_run(cluster, warm_source, ions, BATCH, model_dir)  # first-call imports, caches
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
         for _ in range(repeats):
             for name, (n, batch_size) in CONFIGS.items():
@@ -250,7 +253,9 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         if not r:
             continue
         m = r["machine"]
-        a, b, c = r["runs"]["2w_b32"], r["runs"]["2w_b1"], r["runs"]["1w_b32"]
+        runs = r["runs"]  # results written before the default task size changed used "*_b32"
+        a = runs.get("2w_batched") or runs["2w_b32"]
+        b, c = runs["2w_b1"], runs.get("1w_batched") or runs["1w_b32"]
         s = r["summary"]
         lines += [
             f"### {'Full run' if mode == 'full' else 'Quick run (`--quick`)'}: "
@@ -274,7 +279,7 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
             f"| batched / one at a time | {s['batched_over_single']:.2f}x | >= 10x | "
             f"{'yes' if s['batched_over_single'] >= 10 else 'no'} |",
             f"| 2 workers / 1 worker | {s['two_workers_over_one']:.2f}x (equal-cost estimate for {a['hops']} "
-            f"hops in 32-hop tasks: {s.get('two_workers_ceiling', float('nan')):.2f}x) | >= 1.8x | "
+            f"hops in {a['batch_size']}-hop tasks: {s.get('two_workers_ceiling', float('nan')):.2f}x) | >= 1.8x | "
             f"{'yes' if s['two_workers_over_one'] >= 1.8 else 'no'} |",
             f"| peak RSS per worker | {s['peak_rss_mib']:.0f} MiB | <= 2048 MiB | "
             f"{'yes' if s['peak_rss_mib'] <= 2048 else 'no'} |",
@@ -299,13 +304,14 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "and one call of each descriptor tree model (a few ms each). Large forward passes "
         "are even slower per band on a CPU (the tensors fall out of cache: ~1.8x slower per band at "
         "32 bands than one at a time), so `screen()` caps a CPU forward pass at about 384 atoms; "
-        "`--batch-size` sets the hops per Dask task. On a GPU, `--batch-size` is the forward-pass "
+        "`--batch-size` sets the hops per Dask task (default 8 on a CPU, 32 on a GPU). On a GPU, `--batch-size` is the forward-pass "
         "size and batching is where the speed comes from. The 10x goal is not reachable on a CPU "
         "without making the per-hop work itself cheaper.",
-        "- **2 workers over 1** depends on task granularity: a catalogue run cuts its hops into "
-        "32-hop tasks (122 hops: 32, 32, 32, 26), so one worker gets 64 of them; for hops of equal "
-        "cost the best split is the estimate in the table (hop costs differ, so a run can beat it "
-        "a little). Measured between 1.74x and 1.9x over the runs of this page's history. With thousands of "
+        "- **2 workers over 1** depends on task granularity: with 32-hop tasks the 124 hops of "
+        "the catalogue were 4 tasks of unequal cost (the Ti-NASICON bands have ~290 sites) and 2 "
+        "workers gave only 1.64-1.69x (two runs; 1.74-1.9x over the 116 hops of the earlier "
+        "40-host catalogue). On a CPU batching buys nothing, so the default task is now 8 hops "
+        "(16 tasks here); the table gives the estimate for hops of equal cost. With thousands of "
         "hops (a Materials Project run) the granularity limit approaches 2x; a run with fewer hops "
         "than about `2 x workers x batch_size` leaves workers idle at the end (for small runs, use "
         "a smaller `--batch-size`: on a CPU it costs little, see above).",
@@ -364,14 +370,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     print(f"{mode}: {n_hosts} hosts, {args.repeats} timed repeats per configuration", file=sys.stderr)
     runs = measure_all(args.repeats, source, ions, args.model, warm)
-    a, b, c = runs["2w_b32"], runs["2w_b1"], runs["1w_b32"]
+    a, b, c = runs["2w_batched"], runs["2w_b1"], runs["1w_batched"]
     summary = {
         "mode": mode,
         "hops": a["hops"],
         "hops_per_s": round(a["hops_per_s"], 3),
         "batched_over_single": round(a["hops_per_s"] / b["hops_per_s"], 3),
         "two_workers_over_one": round(a["hops_per_s"] / c["hops_per_s"], 3),
-        "two_workers_ceiling": round(granularity_ceiling(a["hops"], 32, 2), 3),
+        "two_workers_ceiling": round(granularity_ceiling(a["hops"], a["batch_size"], 2), 3),
         "peak_rss_mib": max(x["peak_rss_mib"] for x in runs.values()),
         "stage_shares": stage_shares(a["timings_s"]),
         "per_hop_ms_batched": per_hop_ms(a),

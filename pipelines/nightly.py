@@ -353,7 +353,7 @@ def screen_increment(
     workers: int | None = None,
     scheduler: str | None = None,
     synchronous: bool = False,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "auto",
     quiet: bool = True,
     now: _dt.datetime | None = None,
@@ -449,7 +449,9 @@ def screen_increment(
         "run_id": run_id,
         "date": date,
         "incremental": {"totals": totals, "by_chemistry": by_ion, "offline": any(d.offline for d in deltas.values())},
-        "config": {"threshold": threshold, "batch_size": batch_size, "workers": workers,
+        "config": {"threshold": threshold,
+                   "batch_size": screen_info.get("config", {}).get("batch_size", batch_size),
+                   "workers": workers,
                    "scheduler": bool(scheduler), "synchronous": synchronous,
                    "device": screen_info.get("config", {}).get("device", device),
                    "pathways": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(pw).items()},
@@ -616,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="Dask worker processes (default: the CPU cores)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument("--sync", action="store_true", help="run in this process without Dask workers")
-    p.add_argument("--batch-size", type=int, default=32, help="hops per model task")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="hops per model task (default: 32 on a GPU, 8 on a CPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

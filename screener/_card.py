@@ -26,12 +26,14 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def _tree_text(tc: dict[str, Any]) -> str:
     """Which tree models were fitted, on which target transform."""
-    names = {"hist_gradient_boosting": ("HistGradientBoosting", "gbm"),
-             "extra_trees": ("ExtraTrees", "forest")}
+    from screener._descriptors import DescriptorModel, ForestModel
+
+    names = {"hist_gradient_boosting": ("HistGradientBoosting", "gbm", DescriptorModel().transform),
+             "extra_trees": ("ExtraTrees", "forest", ForestModel().transform)}
     parts = []
     for kind in tc.get("tree_kinds", ()):
-        label, key = names.get(kind, (kind, ""))
-        transform = (tc.get(key) or {}).get("transform", "log1p")
+        label, key, default = names.get(kind, (kind, "", "none"))
+        transform = (tc.get(key) or {}).get("transform", default)
         parts.append(f"scikit-learn {label} on {transform}(Em)" if transform != "none"
                      else f"scikit-learn {label} on Em")
     return " and ".join(parts) or "none"

@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="address of an existing Dask scheduler to join instead of starting workers")
     p.add_argument("--sync", action="store_true",
                    help="run everything in this process (no Dask workers): for debugging")
-    p.add_argument("--batch-size", type=int, default=32, help="hops per model task (one forward pass)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="hops per model task (default: 32 on a GPU, where a task is one forward "
+                        "pass; 8 on a CPU, where batching buys nothing and small tasks spread the "
+                        "work evenly over the workers)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where the model runs: auto uses GPUs when present (one worker per GPU)")
     p.add_argument("--model", default=None, help="model directory (default: the shipped model)")
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+    if (args.batch_size is not None and args.batch_size < 1) or (args.workers is not None and args.workers < 1):
         log.error("--batch-size and --workers must be positive")
         return EXIT_USAGE
     try:

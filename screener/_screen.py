@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,27 +60,6 @@ KEY_FORMAT = 1
 #: message passing is memory-bound and larger passes fall out of cache (measured ~1.8x slower
 #: per band at 32 bands of ~150 sites than one at a time).
 CPU_FORWARD_SITES = 384
-
-
-@dataclass(frozen=True)
-class ScreenConfig:
-    """Settings of a screening run.
-
-    Attributes:
-        chemistry: working ions to screen.
-        threshold: a material passes when its 1D percolation barrier is below this (eV).
-        batch_size: hops per model task (one forward pass per batch).
-        model_dir: model directory (None: the shipped model).
-        device: ``auto``, ``cpu`` or ``cuda``.
-        pathways: hop finding and band building settings.
-    """
-
-    chemistry: tuple[str, ...] = ("Mg",)
-    threshold: float = 0.65
-    batch_size: int = 32
-    model_dir: str | None = None
-    device: str = "auto"
-    pathways: PathwayConfig = field(default_factory=PathwayConfig)
 
 
 @dataclass(frozen=True)
@@ -338,6 +317,17 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: Hops per model task when none is given: on a GPU a task is one forward pass, and 32 bands fill
+#: it; on a CPU batching buys nothing (the message passing costs per bond, not per call) and
+#: small tasks spread a run evenly over the workers (a 124-hop catalogue run is 16 tasks, not 4).
+DEFAULT_BATCH_SIZE = {"cuda": 32, "cpu": 8}
+
+
+def default_batch_size(device: str) -> int:
+    """Hops per model task for a resolved ``device`` (see :data:`DEFAULT_BATCH_SIZE`)."""
+    return DEFAULT_BATCH_SIZE.get(device, DEFAULT_BATCH_SIZE["cpu"])
 
 
 def forward_batch_size(bands: list, batch_size: int, device: str) -> int:
@@ -655,7 +645,7 @@ def screen(
     workers: int | None = None,
     scheduler: str | None = None,
     synchronous: bool = False,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     threshold: float = 0.65,
     model_dir: str | None = None,
     device: str = "auto",
@@ -678,7 +668,8 @@ def screen(
         workers: worker processes of a local Dask cluster (default: the CPU cores).
         scheduler: address of an existing Dask scheduler to use instead.
         synchronous: run in this process without Dask workers.
-        batch_size: hops per model task.
+        batch_size: hops per model task (default: :func:`default_batch_size` of the device:
+            32 on a GPU, 8 on a CPU).
         threshold: a material passes when its 1D percolation barrier is below this (eV).
         model_dir: model directory (default: the shipped model).
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -701,6 +692,8 @@ def screen(
     ions = [c.strip() for c in (chemistry.split(",") if isinstance(chemistry, str) else chemistry) if c.strip()]
     if not ions:
         raise ValueError("no working ion given")
+    if batch_size is None:
+        batch_size = default_batch_size(resolve_device(device))
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     pw_config = pathways or PathwayConfig()

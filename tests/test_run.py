@@ -118,3 +118,14 @@ def test_usage_errors_exit_2(tmp_path):
     assert main(["run", "--chemistry", "Mg", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert main(["run", "--chemistry", "Mg", "--source", str(tmp_path / "missing"), "--sync",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_default_task_size_follows_the_device(host_dir):
+    from screener._screen import default_batch_size
+
+    res = screen("Mg", str(host_dir), synchronous=True, write=False, device="cpu")
+    # on a CPU batching buys nothing: small tasks spread the hops over the workers
+    assert res.run_info["config"]["batch_size"] == default_batch_size("cpu") == 8
+    # on a GPU a task is one forward pass of 32 bands
+    assert default_batch_size("cuda") == 32
+    assert len(res.hops) == 4
