@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -87,6 +88,16 @@ def write_if_changed(data: bytes, path: Path) -> bool:
         pass
     _write_atomic(data, path)
     return True
+
+
+def work_key(plan: dict[str, list[str]], deltas: dict[str, Any], fingerprint: str, chash: str,
+             source: str) -> str:
+    """Name of the work folder of one screening plan: materials (with their structure hashes),
+    model, settings and source."""
+    d = {"plan": {ion: {mid: deltas[ion].members[mid].structure_hash for mid in sorted(ids)}
+                  for ion, ids in sorted(plan.items()) if ids},
+         "model": fingerprint, "config": chash, "source": source}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_hash(pathways: Any) -> str:
@@ -418,15 +429,21 @@ def screen_increment(
     work = {ion: src.items(ion, ids) for ion, ids in plan.items() if ids}
     if work:
         t1 = time.perf_counter()
-        res = screen(list(work), DeltaSource(src.name, work, src.database_version()), None, workers=workers,
-                     scheduler=scheduler, synchronous=synchronous, batch_size=batch_size, threshold=threshold,
-                     model_dir=model_dir, device=device, pathways=pw, quiet=quiet, write=False)
+        # Finished hosts and model batches are kept in a work folder named by the plan, so a run
+        # killed before it appends its results redoes only the work left when it is run again
+        # (the same plan gives the same folder); the folder goes once the results are appended.
+        work_dir = results.root / "_work" / work_key(plan, deltas, fingerprint, chash, src.name)
+        res = screen(list(work), DeltaSource(src.name, work, src.database_version()), work_dir,
+                     workers=workers, scheduler=scheduler, synchronous=synchronous, batch_size=batch_size,
+                     threshold=threshold, model_dir=model_dir, device=device, pathways=pw, quiet=quiet,
+                     write=True, resume=True)
         screen_info = res.run_info
         timings["screen"] = time.perf_counter() - t1
         new_failures = len(res.failures)
         for ion, items in work.items():
             _append_results(results, res.tables, ion, items, deltas[ion], model_version, fingerprint, chash,
                             run_id, date)
+        shutil.rmtree(work_dir, ignore_errors=True)
     latest = {ion: results.latest_for(ion, list(deltas[ion].members)) for ion in ions}
     timings["total"] = time.perf_counter() - t0
 
@@ -457,6 +474,7 @@ def screen_increment(
                    "pathways": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(pw).items()},
                    "config_hash": chash},
         "timings_s": {**timings, **{f"screen_{k}": v for k, v in screen_info.get("timings_s", {}).items()}},
+        "resume": screen_info.get("resume"),
     }
     if hasattr(src, "describe_options"):
         run_info["config"]["source"] = src.describe_options()

@@ -134,3 +134,38 @@ def test_sources_without_stamps_are_diffed_by_structure_hash(tmp_path):
     assert (delta.new, delta.changed, delta.unchanged, delta.removed) == \
         (["junk.cif"], ["MgTi2S4.cif"], ["MgCr2O4.cif"], ["MgV2O4.cif"])
     assert [h.item for h in src.items("Mg", ["junk.cif"])] == ["junk.cif"]
+
+
+def test_a_nightly_run_that_dies_before_appending_resumes_its_screening(tmp_path, monkeypatch, model_dir,
+                                                                        one_torch_thread):
+    import pipelines.nightly as nightly
+    from screener._bundled import catalogue_dir
+
+    folder = tmp_path / "hosts"
+    folder.mkdir()
+    for name in ("MgCr2O4.cif", "MgTi2S4.cif"):
+        shutil.copy(catalogue_dir() / name, folder / name)
+    results = ResultsDataset(tmp_path / "results")
+
+    def run():
+        return nightly.screen_increment("Mg", PathSource(folder), results, synchronous=True,
+                                        model_dir=str(model_dir))
+
+    real_append = nightly._append_results
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # killed after screening, before its results were appended
+
+    monkeypatch.setattr(nightly, "_append_results", die)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert not results.read("hops", "Mg").shape[0]
+    assert len(list((results.root / "_work").iterdir())) == 1  # the finished work is kept
+
+    monkeypatch.setattr(nightly, "_append_results", real_append)
+    again = run()
+    assert again.run_info["resume"]["hosts_run"] == 0 and again.run_info["resume"]["batches_run"] == 0
+    assert sorted(again.screened["Mg"]) == ["MgCr2O4.cif", "MgTi2S4.cif"]
+    hops = results.read("hops", "Mg")
+    assert len(hops) == 4 and hops.groupby(["material_id", "hop_id", "limit"]).size().max() == 1
+    assert not list((results.root / "_work").iterdir())  # removed once appended
