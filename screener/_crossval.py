@@ -94,7 +94,7 @@ def gbm_folds(
         trees within a model (mean over the kinds; 0 for boosting, whose trees are not
         predictions on their own).
     """
-    from screener._descriptors import DescriptorModel, ForestModel
+    from screener._descriptors import DescriptorModel, ForestModel, predict_with_spread
 
     makers = {"hist_gradient_boosting": lambda: DescriptorModel(**config.gbm),
               "extra_trees": lambda: ForestModel(**config.forest)}
@@ -110,10 +110,7 @@ def gbm_folds(
         fold_preds, fold_within = [], []
         for kind in config.tree_kinds:
             m = makers[kind]().fit(features[train], y[train])
-            if hasattr(m, "predict_spread"):
-                p, sd = m.predict_spread(features[test])
-            else:
-                p, sd = m.predict(features[test]), np.zeros(int(test.sum()))
+            p, sd = predict_with_spread(m, features[test])
             fold_preds.append(p)
             fold_within.append(sd**2)
             models.append(m)

@@ -734,6 +734,15 @@ DEFAULT_FOREST_PARAMS: dict[str, Any] = {
 }
 
 
+def predict_with_spread(model: DescriptorModel | ForestModel, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of a tree model and the spread of its single trees (zeros for boosting,
+    whose trees are not predictions on their own)."""
+    if isinstance(model, ForestModel):
+        return model.predict_spread(X)
+    pred = model.predict(X)
+    return pred, np.zeros(len(pred))
+
+
 def load_tree_model(path: str | Path) -> DescriptorModel | ForestModel:
     """Load a descriptor tree model of either kind from its ``.npz``."""
     with np.load(path, allow_pickle=False) as z:

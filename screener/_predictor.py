@@ -138,19 +138,12 @@ class BandPredictor:
         else:
             g_all = np.zeros((1, n))
         if self.boosters:
-            from screener._descriptors import feature_matrix
+            from screener._descriptors import feature_matrix, predict_with_spread
 
             X = feature_matrix(bands)
-            preds, within = [], []
-            for b in self.boosters:
-                if hasattr(b, "predict_spread"):
-                    p, sd = b.predict_spread(X)
-                else:
-                    p, sd = b.predict(X), np.zeros(n)
-                preds.append(p)
-                within.append(sd**2)
-            t_all = np.stack(preds)
-            t_within = np.mean(within, axis=0)
+            both = [predict_with_spread(b, X) for b in self.boosters]
+            t_all = np.stack([p for p, _ in both])
+            t_within = np.mean([sd**2 for _, sd in both], axis=0)
         else:
             t_all, t_within = np.zeros((1, n)), np.zeros(n)
         g_mean, t_mean = g_all.mean(0), t_all.mean(0)
