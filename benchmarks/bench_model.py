@@ -25,15 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _peak_rss_child(data: Path, model: str | None, jid: str) -> float:
     """Peak RSS (MiB) of a fresh process that predicts the band ``jid`` alone."""
-    # VmHWM (this process's own peak), not ru_maxrss: Linux carries ru_maxrss over from the
-    # parent through fork + exec, so a child of a large benchmark process would report the parent.
+    # screener's own peak-memory reading (VmHWM on Linux: ru_maxrss would carry the parent's peak
+    # over through fork + exec).
     code = f"""
 import json, torch
 torch.set_num_threads(1)
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+from screener._screen import _peak_rss_mib as hwm
 from screener._data import entry_from_record
 from screener._predictor import BandPredictor
 rec = [r for r in json.load(open({str(data)!r})) if str(r["jid"]) == {jid!r}][0]

@@ -16,6 +16,14 @@ EXIT_CRASH = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 
+def add_run_source_argument(p: argparse.ArgumentParser) -> None:
+    """``--source`` of the commands that read a finished run (export, refine)."""
+    p.add_argument("--source", default=None,
+                   help="where to fetch the structures again: the folder/file given to `screener run "
+                        "--source` (needed for runs on structure files), 'bundled' or 'mp' "
+                        "(default: what run.json records)")
+
+
 # Sub-command modules; each defines ``register(subparsers)`` which sets ``func`` on its parser.
 _COMMANDS = [
     "screener._cmd_train",

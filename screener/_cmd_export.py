@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from screener._cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from screener._cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, add_run_source_argument
 from screener._errors import ScreenerError
 
 log = logging.getLogger("screener.export")
@@ -26,8 +26,9 @@ Hops whose images bring two atoms closer than --min-distance are refused (listed
 When `screener refine` ran on RUN_DIR, its relaxed CI-NEB images are exported instead (column
 images_from = refined:<potential>), unless --no-refined.
 
-Bands are rebuilt from the run's source with the run's pathway settings (run.json); runs that
-read structure files need --source FOLDER (run.json does not record the folder).
+Bands are rebuilt from the run's source with the run's pathway settings (run.json, which also
+records the folder or file a run on structure files read); --source points elsewhere, e.g. when
+the files have moved.
 
 Exit codes: 0 every selected hop exported; 3 some hops refused or failed (see exported.csv);
 2 usage error (no run directory, no source folder...); 1 crash."""
@@ -56,10 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="export IDPP images even where `screener refine` stored relaxed ones")
     p.add_argument("--potential", default=None,
                    help="prefer refined images of this potential (default: the newest refinement of each hop)")
-    p.add_argument("--source", default=None,
-                   help="where to fetch the structures again: the folder/file given to `screener run "
-                        "--source` (needed for runs on structure files), 'bundled' or 'mp' "
-                        "(default: what run.json records)")
+    add_run_source_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from screener._cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from screener._cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, add_run_source_argument
 from screener._errors import ScreenerError
 
 log = logging.getLogger("screener.refine")
@@ -64,10 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler to join instead of starting workers")
     p.add_argument("--sync", action="store_true", help="run every hop in this process (no Dask workers)")
-    p.add_argument("--source", default=None,
-                   help="where to fetch the structures again: the folder/file given to `screener run "
-                        "--source` (needed for runs on structure files), 'bundled' or 'mp' "
-                        "(default: what run.json records)")
+    add_run_source_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     p.set_defaults(func=run)
 

@@ -669,13 +669,17 @@ class ForestModel:
         }
         return self
 
-    def _raw_predict(self, X: np.ndarray) -> np.ndarray:
+    def _leaf_values(self, X: np.ndarray) -> np.ndarray:
+        """(bands, trees) leaf values on the transformed scale."""
         if self._trees is None:
             raise RuntimeError("model is not fitted")
         t = self._trees
         leaves = _walk_trees(X, t["offsets"], t["feature_idx"], t["threshold"], t["left"], t["right"],
                              t["left"] < 0, None)
-        return t["value"][leaves].mean(axis=1)
+        return t["value"][leaves]
+
+    def _raw_predict(self, X: np.ndarray) -> np.ndarray:
+        return self._leaf_values(X).mean(axis=1)
 
     def predict(self, bands_or_X: Any) -> np.ndarray:
         """Predicted barriers (eV)."""
@@ -688,13 +692,7 @@ class ForestModel:
         The spread of the trees (each tree's leaf value, back-transformed) is the forest's own
         uncertainty: large where the training data say little about a band.
         """
-        if self._trees is None:
-            raise RuntimeError("model is not fitted")
-        t = self._trees
-        X = DescriptorModel._as_matrix(self, bands_or_X)
-        leaves = _walk_trees(X, t["offsets"], t["feature_idx"], t["threshold"], t["left"], t["right"],
-                             t["left"] < 0, None)
-        raw = t["value"][leaves]
+        raw = self._leaf_values(DescriptorModel._as_matrix(self, bands_or_X))
         return _inverse(self.transform, raw.mean(axis=1)), _inverse(self.transform, raw).std(axis=1)
 
     def save(self, path: str | Path) -> None:
