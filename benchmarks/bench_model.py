@@ -30,9 +30,9 @@ def _peak_rss_child(data: Path, model: str | None, jid: str) -> float:
     code = f"""
 import json, torch
 torch.set_num_threads(1)
-from screener._screen import _peak_rss_mib as hwm
-from screener._data import entry_from_record
-from screener._predictor import BandPredictor
+from screener.screening.run import peak_rss_mib as hwm
+from screener.training.dataset import entry_from_record
+from screener.model.predictor import BandPredictor
 rec = [r for r in json.load(open({str(data)!r})) if str(r["jid"]) == {jid!r}][0]
 band = entry_from_record(rec).band
 p = BandPredictor.load({model!r})
@@ -57,9 +57,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from screener._data import read_entries
-    from screener._graphs import GraphCache
-    from screener._predictor import BandPredictor
+    from screener.training.dataset import read_entries
+    from screener.model.graphs import GraphCache
+    from screener.model.predictor import BandPredictor
 
     entries = [e for e in read_entries(args.data) if e.band is not None]
     bands = [e.band for e in entries[: args.n]]
@@ -72,7 +72,7 @@ def main() -> None:
             p.predict([b], batch_size=1)
         return time.perf_counter() - t
 
-    from screener._screen import forward_batch_size
+    from screener.screening.tasks import forward_batch_size
 
     capped_size = forward_batch_size(bands, args.batch_size, "cpu")
 

@@ -14,8 +14,11 @@ from pathlib import Path
 import pymatgen.util
 from pymatgen.core import Lattice, Structure
 
-from screener._pathways import PathwayConfig, find_pathways, idpp_images
-from screener._percolation import percolation_barriers
+from screener.pathways.config import PathwayConfig
+from screener.pathways.search import find_pathways
+from screener.handoff.neb_io import neb_images
+from screener.pathways.percolation import percolation_barriers
+from screener.pathways.bands import build_band
 
 PMG = Path(pymatgen.util.__file__).parent / "structures"
 
@@ -40,7 +43,7 @@ def bench(structure: Structure, ion: str, config: PathwayConfig) -> dict[str, fl
     t0 = time.perf_counter()
     pw = find_pathways(structure, ion, config)
     t1 = time.perf_counter()
-    sizes = [pw.band(h).num_sites for h in pw.hops]
+    sizes = [build_band(pw, h).num_sites for h in pw.hops]
     t2 = time.perf_counter()
     pw.percolation({h.hop_id: h.length_A for h in pw.hops})
     percolation_barriers(pw.edges, {h.hop_label: h.length_A for h in pw.hops})
@@ -69,9 +72,9 @@ def main() -> None:
               f"{r['perc']:7.3f} {r['total']:7.3f} {r['max_band']:8d}")
         if args.idpp:
             pw = find_pathways(s, ion, config)
-            band = pw.band(pw.hops[-1])
+            band = build_band(pw, pw.hops[-1])
             t = time.perf_counter()
-            idpp_images(band)
+            neb_images(band)
             print(f"{'':26s} IDPP of a {band.num_sites}-site band: {time.perf_counter() - t:.2f} s")
     print(f"mean {sum(totals) / len(totals):.3f} s per structure, max {max(totals):.3f} s")
 

@@ -35,10 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_refine.json"
 
 
 def main() -> None:
-    from screener._bundled import catalogue_dir
-    from screener._export import ExportOptions, export_run
-    from screener._refine import RefineSettings, refine_run
-    from screener._screen import screen
+    from screener.sources.bundled import catalogue_dir
+    from screener.handoff.export import ExportOptions, export_run
+    from screener.handoff.neb import RefineSettings
+    from screener.handoff.refine import refine_run
+    from screener.screening.run import screen
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hops", choices=["vacancy-shortest", "vacancy", "all"], default="vacancy-shortest",

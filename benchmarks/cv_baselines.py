@@ -3,7 +3,7 @@
 Baselines, all scored on the pooled out-of-fold predictions of the 559 training entries:
 
 * ``mean``: the mean barrier of the training folds;
-* ``gbm``: gradient-boosted trees on :mod:`screener._descriptors`, the setting chosen inside each
+* ``gbm``: gradient-boosted trees on :mod:`screener.model.descriptors`, the setting chosen inside each
   outer training fold by an inner 4-fold class-stratified CV (the test fold is never used to
   choose); every candidate setting is also reported on its own (``cand:<name>``) for reference,
   but those rows are *not* a selected result;
@@ -40,15 +40,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from screener._data import read_entries  # noqa: E402
-from screener._descriptors import (  # noqa: E402
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    DEFAULT_GBM_PARAMS,
-    DescriptorModel,
-    feature_matrix,
-)
-from screener._metrics import class_stratified_folds, regression_metrics  # noqa: E402
+from screener.training.dataset import read_entries  # noqa: E402
+from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION, feature_matrix
+from screener.model.trees import DEFAULT_GBM_PARAMS, DescriptorModel
+from screener.training.metrics import class_stratified_folds, regression_metrics  # noqa: E402
 
 N_FOLDS = 5
 FOLD_SEED = 0

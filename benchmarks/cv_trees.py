@@ -1,4 +1,4 @@
-"""Nested cross-validation of the extra-trees settings shipped in :class:`screener._descriptors.ForestModel`.
+"""Nested cross-validation of the extra-trees settings shipped in :class:`screener.model.trees.ForestModel`.
 
 The outer folds are the project's (5 folds random within each structural class, seed 0). Inside
 each outer training fold, an inner 4-fold class-stratified CV (seed 1) picks one setting from a
@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cv_baselines import load_features  # noqa: E402
-from screener._data import read_entries  # noqa: E402
-from screener._descriptors import ForestModel  # noqa: E402
-from screener._metrics import class_stratified_folds, regression_metrics  # noqa: E402
+from screener.training.dataset import read_entries  # noqa: E402
+from screener.model.trees import ForestModel  # noqa: E402
+from screener.training.metrics import class_stratified_folds, regression_metrics  # noqa: E402
 
 N_FOLDS, FOLD_SEED, INNER_FOLDS, INNER_SEED = 5, 0, 4, 1
 

@@ -11,7 +11,7 @@ over 1" measures task granularity, not scaling (a 10-host subset gave 0.9x for t
 
 * hops/s end to end (source, pathways, bands, graphs, model, writing the parts and tables) with
   2 workers and the default task size on a CPU (``batch_size=8``, see
-  ``screener._screen.DEFAULT_BATCH_SIZE``);
+  ``screener.screening.tasks.DEFAULT_BATCH_SIZE``);
 * batched over one at a time: the same with ``batch_size=1``;
 * 2 workers over 1 (default task size);
 * the share of each stage (from ``run.json`` timings) and the peak resident memory per worker.
@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from screener._bundled import load_catalogue  # noqa: E402
-from screener._sources import HostItem  # noqa: E402
-from screener._screen import default_batch_size  # noqa: E402
+from screener.sources.bundled import load_catalogue  # noqa: E402
+from screener.sources.base import HostItem  # noqa: E402
+from screener.screening.tasks import default_batch_size  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"
@@ -104,10 +104,10 @@ def _warm_worker(model_dir: str | None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from screener._screen import get_predictor
+    from screener.model.predictor import load_predictor
 
-    get_predictor(model_dir, "cpu")
-    import screener._pathways  # noqa: F401
+    load_predictor(model_dir, "cpu")
+    import screener.pathways  # noqa: F401
 
     return torch.get_num_threads()
 
@@ -125,7 +125,7 @@ class Cluster:
         import dask
         from distributed import Client, LocalCluster
 
-        from pipelines.dask_run import worker_environment
+        from screener.screening.execution import worker_environment
 
         t0 = time.perf_counter()
         with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(1)}):
@@ -149,7 +149,7 @@ class Cluster:
 def timed_run(cluster: Cluster, source: CatalogueSource, ions: list[str], batch_size: int,
               model_dir: str | None) -> dict[str, Any]:
     """One end-to-end ``screen()`` into a fresh folder; returns hops/s and run.json fields."""
-    from screener._screen import screen
+    from screener.screening.run import screen
 
     with tempfile.TemporaryDirectory(prefix="screener-bench-") as tmp:
         t0 = time.perf_counter()
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.repeats is None:
         args.repeats = 2 if args.quick else 3
 
-    from screener._screen import model_version_of
+    from screener.model.registry import model_version_of
 
     mode = "quick" if args.quick else "full"
     mach = machine()

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from screener._card import write_model_card  # noqa: E402
+from screener.training.card import write_model_card  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -1,10 +1,10 @@
-"""``python -m screener``: see ``python -m screener --help``."""
+"""``python -m screener``: the command-line interface."""
 
 from __future__ import annotations
 
 import sys
 
-from screener._cli import main
+from screener.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

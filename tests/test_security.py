@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from screener._bundled import catalogue_dir
-from screener._cli import main
-from screener._errors import ModelLoadError
-from screener._io import safe_filename
-from screener._predictor import BandPredictor, default_model_dir, sha256_file
+from screener.sources.bundled import catalogue_dir
+from screener.cli.main import main
+from screener.core.errors import ModelLoadError
+from screener.core.files import safe_filename
+from screener.model.predictor import BandPredictor, sha256_file
+from screener.model.registry import default_model_dir
 
 SECRET = "sk-test-SECRET-XYZ"
 
@@ -110,14 +111,14 @@ def test_a_run_with_such_a_model_stops_before_any_work(tmp_path, caplog):
 
 
 def test_check_model_wraps_load_errors(tmp_path, monkeypatch):
-    from screener import _screen
+    from screener.model import predictor
 
     def boom(*a, **k):
         raise RuntimeError("Weights only load failed.\n\nlong explanation")
 
-    monkeypatch.setattr(_screen, "get_predictor", boom)
+    monkeypatch.setattr(predictor, "load_predictor", boom)
     with pytest.raises(ModelLoadError, match="cannot load the model .*Weights only load failed"):
-        _screen.check_model(str(tmp_path))
+        predictor.check_model(str(tmp_path))
 
 
 # ----------------------------------------------------------------------------- file names

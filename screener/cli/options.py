@@ -1,0 +1,147 @@
+"""What the commands share: exit codes, the help formatter, and option groups.
+
+One definition of each option serves every command that has it (``run`` and ``nightly`` share
+the Materials Project, pathway and execution options), so a default or a help text is written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that states a default once: appended only when the text does not already say it.
+
+    Options without a meaningful default (None, False, required ones) get no "(default: ...)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or "%(default)" in text or action.required:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr: debug with ``verbose``, warnings only with ``quiet``; Dask's chatter muted."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)  # no-op when handlers exist
+    logging.getLogger().setLevel(level)
+    if not verbose:
+        # Dask's own INFO lines (worker start/stop) drown the progress bars.
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_run_source_argument(p: argparse.ArgumentParser) -> None:
+    """``--source`` of the commands that read a finished run (export, refine)."""
+    p.add_argument("--source", default=None,
+                   help="where to fetch the structures again: the folder/file given to `screener run "
+                        "--source` (needed for runs on structure files), 'bundled' or 'mp' "
+                        "(default: what run.json records)")
+
+
+def add_mp_options(p: argparse.ArgumentParser) -> None:
+    """The Materials Project options of ``run`` and ``nightly``."""
+    mp = p.add_argument_group("Materials Project (--source mp)")
+    mp.add_argument("--max-ehull", type=float, default=0.1,
+                    help="only materials at most this far above the convex hull (eV/atom)")
+    mp.add_argument("--max-sites", type=int, default=150,
+                    help="only materials with at most this many sites per cell")
+    mp.add_argument("--experimental-only", action="store_true",
+                    help="only experimentally known materials (ICSD entry, theoretical=False)")
+    mp.add_argument("--insertion-electrodes", action="store_true",
+                    help="also screen the ion-holding materials of the working ion's insertion-electrode "
+                         "documents (charged/discharged pairs)")
+    mp.add_argument("--cache", default=None,
+                    help="cache folder: structures, stamps and earlier results; a later run downloads and "
+                         "re-screens only new or changed materials (default: ~/.cache/screener/mp, or "
+                         "$XDG_CACHE_HOME/screener/mp)")
+    mp.add_argument("--offline", action="store_true",
+                    help="screen from the cache alone, without contacting the Materials Project")
+
+
+def mp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`screener.sources.make_source` from :func:`add_mp_options`."""
+    return {"max_ehull": args.max_ehull, "max_sites": args.max_sites,
+            "experimental_only": args.experimental_only,
+            "insertion_electrodes": args.insertion_electrodes, "cache": args.cache,
+            "offline": args.offline}
+
+
+def add_pathway_options(p: argparse.ArgumentParser) -> None:
+    """Hop-finding options of ``run`` and ``nightly``."""
+    g = p.add_argument_group("hops")
+    g.add_argument("--cutoff", type=float, default=5.0, help="longest hop considered (Å)")
+    g.add_argument("--max-cutoff", type=float, default=7.0,
+                   help="a host with no hop within --cutoff gets its nearest-neighbour hops "
+                        "(1.1 x the shortest ion-ion distance) up to this length (Å); set it to "
+                        "--cutoff to turn this off")
+    g.add_argument("--max-band-sites", type=int, default=1000,
+                   help="refuse hops whose band would exceed this many sites")
+    g.add_argument("--order-disordered", action="store_true",
+                   help="order partially occupied structures instead of refusing them")
+
+
+def pathway_config(args: argparse.Namespace) -> Any:
+    """The :class:`~screener.pathways.PathwayConfig` of :func:`add_pathway_options`.
+
+    Raises:
+        ValueError: settings out of range.
+    """
+    from screener.pathways.config import PathwayConfig
+
+    return PathwayConfig(cutoff=args.cutoff, max_cutoff=args.max_cutoff,
+                         max_band_sites=args.max_band_sites, order_disordered=args.order_disordered)
+
+
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    """Where and how the screen runs: Dask workers, task size, device, model, threshold."""
+    g = p.add_argument_group("execution")
+    g.add_argument("--threshold", type=float, default=0.65,
+                   help="shortlist materials whose 1D percolation barrier is below this (eV)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes of a local Dask cluster (default: the CPU cores, or one per GPU)")
+    g.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler to join instead of starting workers")
+    g.add_argument("--sync", action="store_true",
+                   help="run everything in this process (no Dask workers): for debugging")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="hops per model task (default: 32 on a GPU, where a task is one forward "
+                        "pass; 8 on a CPU, where batching buys nothing and small tasks spread the "
+                        "work evenly over the workers)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the model runs: auto uses GPUs when present (one worker per GPU)")
+    g.add_argument("--model", default=None,
+                   help="model directory (default: $SCREENER_MODEL_DIR, else the shipped model)")
+
+
+def execution_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the options of :func:`add_execution_options` (empty when nothing)."""
+    problems = []
+    if args.batch_size is not None and args.batch_size < 1:
+        problems.append(f"--batch-size must be positive, got {args.batch_size}")
+    if args.workers is not None and args.workers < 1:
+        problems.append(f"--workers must be positive, got {args.workers}")
+    if not 0.0 < args.threshold < 20.0:
+        problems.append(f"--threshold is a barrier in eV between 0 and 20, got {args.threshold}")
+    return problems
+
+
+def screen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`screener.screen` from :func:`add_execution_options`."""
+    return dict(workers=args.workers, scheduler=args.scheduler, synchronous=args.sync,
+                batch_size=args.batch_size, threshold=args.threshold, model_dir=args.model,
+                device=args.device)

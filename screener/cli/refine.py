@@ -1,0 +1,126 @@
+"""``screener refine``: CI-NEB with a universal ML potential on the top candidates' path hops."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from screener.cli.options import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    add_run_source_argument,
+)
+from screener.core.errors import ScreenerError
+
+log = logging.getLogger("screener.refine")
+
+_DESCRIPTION = """\
+A second opinion on the best candidates: for every hop of the 1D path of the top N shortlisted
+materials (the hops `screener export` writes), relax both end points with a universal ML
+potential at fixed cell (FIRE), interpolate images (IDPP) and run a climbing-image NEB (FIRE,
+one calculator per image sharing one loaded model), one Dask task per hop.
+
+Potentials whose weights ship in their wheel (work offline):
+  chgnet   CHGNet 0.3.0   (pip install 'screener[refine]')
+  sevenn   SevenNet-0     (pip install sevenn)
+
+Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV,
+predicted_em_eV, disagreement = |NEB - predicted| > 0.3 eV, end-point energies and residual
+forces, steps, converged, seconds...; rows of earlier refinements of other hops or potentials are
+kept) and the relaxed images RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which
+`screener export` then hands out instead of IDPP images. The NEB barrier never changes the
+ranking. Expect ~0.5-1 min per hop per CPU core pair (170-atom bands).
+
+Exit codes: 0 every hop refined (converged or not: see the converged column); 3 some hops
+failed; 2 usage error (potential not installed, no run directory, no source folder...); 1 crash."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``refine`` sub-command."""
+    from screener.handoff.neb import RefineSettings
+    from screener.handoff.potentials import POTENTIALS
+
+    d = RefineSettings()
+    p = sub.add_parser("refine", help="CI-NEB with an ML potential (CHGNet/SevenNet) on the top candidates' hops",
+                       description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `screener run`")
+    p.add_argument("--top", type=int, default=3, metavar="N",
+                   help="refine the path hops of the N best-ranked shortlisted materials (default: %(default)s)")
+    p.add_argument("--potential", choices=POTENTIALS, default="chgnet",
+                   help="universal ML potential (default: %(default)s)")
+    p.add_argument("--hop", action="append", default=None, metavar="HOP_ID",
+                   help="refine only this hop id (repeatable); it must be among the selected path hops")
+    p.add_argument("--limit", choices=["vacancy", "dilute", "both"], default="both",
+                   help="refine only hops in this limit (default: %(default)s)")
+    p.add_argument("--images", type=int, default=d.n_intermediate, metavar="N",
+                   help="intermediate NEB images between the end points (default: %(default)s)")
+    p.add_argument("--fmax", type=float, default=d.fmax, metavar="eV/Å",
+                   help="force convergence of the end-point relaxations and the NEB (default: %(default)s)")
+    p.add_argument("--relax-steps", type=int, default=d.relax_steps, metavar="N",
+                   help="most FIRE steps per end-point relaxation (default: %(default)s)")
+    p.add_argument("--neb-steps", type=int, default=d.neb_steps, metavar="N",
+                   help="most FIRE steps of the CI-NEB (default: %(default)s)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the potential runs (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per hop task (default: 1 per Dask worker, torch's default with --sync)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of a local Dask cluster (default: min(hops, CPU cores))")
+    p.add_argument("--scheduler", default=None,
+                   help="address of an existing Dask scheduler to join instead of starting workers")
+    p.add_argument("--sync", action="store_true", help="run every hop in this process (no Dask workers)")
+    add_run_source_argument(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    p.set_defaults(func=run)
+
+
+def _summary(table) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="ML-potential CI-NEB (second opinion; the ranking is unchanged)")
+    for col in ["material", "limit", "hop", "predicted (eV)", "NEB (eV)", "Δ", "converged", "steps", "s"]:
+        t.add_column(col)
+    for _, r in table.iterrows():
+        flag = " ⚠" if r["disagreement"] else ""
+        t.add_row(str(r["material_id"]), str(r["limit"]), str(r["hop_id"]), f"{r['predicted_em_eV']:.2f}",
+                  f"{r['neb_em_eV']:.2f}" if r["error"] == "" else "failed",
+                  f"{r['delta_eV']:+.2f}{flag}" if r["error"] == "" else "", "yes" if r["converged"] else "no",
+                  str(r["neb_steps"]), f"{r['seconds']:.0f}" if r["seconds"] == r["seconds"] else "")
+    Console().print(t)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``screener refine``; returns the exit code."""
+    from screener.core.progress import progress_bar
+    from screener.handoff.neb import RefineSettings
+    from screener.handoff.refine import refine_run
+
+    if args.top < 1 or (args.workers is not None and args.workers < 1):
+        log.error("--top and --workers must be positive")
+        return EXIT_USAGE
+    threads = args.threads if args.threads is not None else (None if args.sync else 1)
+    try:
+        st = RefineSettings(potential=args.potential, n_intermediate=args.images, fmax=args.fmax,
+                            relax_steps=args.relax_steps, neb_steps=args.neb_steps, device=args.device,
+                            threads=threads)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    limits = None if args.limit == "both" else (args.limit,)
+    t0 = time.perf_counter()
+    try:
+        with progress_bar(args.quiet) as progress:
+            table = refine_run(args.run_dir, args.top, st, hop_ids=args.hop, limits=limits, workers=args.workers,
+                               scheduler=args.scheduler, synchronous=args.sync, source=args.source,
+                               progress=progress)
+    except (ScreenerError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    if not args.quiet and len(table):
+        _summary(table)
+    n_fail = int((table["error"] != "").sum())
+    print(f"{len(table) - n_fail} of {len(table)} hops refined with {args.potential} in "
+          f"{time.perf_counter() - t0:.0f} s -> {args.run_dir}/refined.parquet")
+    return EXIT_PARTIAL if n_fail else EXIT_OK

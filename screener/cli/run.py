@@ -1,0 +1,116 @@
+"""``screener run``: screen a chemistry end to end and write ranked Parquet tables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+from screener.cli.options import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    HelpFormatter,
+    add_execution_options,
+    add_mp_options,
+    add_pathway_options,
+    execution_problems,
+    mp_options,
+    pathway_config,
+    screen_kwargs,
+)
+from screener.core.errors import ModelLoadError, ScreenerError
+
+log = logging.getLogger("screener.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``run`` sub-command."""
+    p = sub.add_parser(
+        "run",
+        help="screen hosts for a working ion and write ranked Parquet tables",
+        description=(
+            "Find the distinct hops of the working ion in every host of the source, predict each "
+            "hop's migration barrier with the band model on Dask workers, and write hops, "
+            "structures, shortlist and failures tables plus run.json. Exit code: 0 all inputs "
+            "screened; 3 finished but some inputs failed (see failures.parquet); 2 usage or "
+            "configuration error; 1 crash."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--chemistry", required=True,
+                   help="working ion(s): Mg, Ca, Zn, Li, Na, K, Al...; a comma list screens several")
+    p.add_argument("--source", default=None,
+                   help="'bundled' (catalogue in data/hosts), 'mp' (Materials Project, needs MP_API_KEY) "
+                        "or a folder/file of CIF, POSCAR or pymatgen-JSON structures; default: mp when "
+                        "MP_API_KEY is set, else bundled")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/<chemistry>-<UTC date>); running the same command "
+                        "into the same folder again resumes an interrupted run (finished work is kept "
+                        "in <out>/_parts)")
+    add_execution_options(p)
+    add_pathway_options(p)
+    add_mp_options(p)
+    p.add_argument("--top", type=int, default=10, help="rows of the shortlist shown at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary table (for cron)")
+    p.set_defaults(func=run)
+
+
+def _summary(result, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    short = result.shortlist
+    t = Table(title=f"Shortlist ({len(short)} of {len(result.structures)} materials; "
+                    f"{len(result.failures)} failures)")
+    for col in ["rank", "material", "formula", "ion", "1D Em (eV)", "3D Em (eV)", "± (eV)", "hops"]:
+        t.add_column(col)
+    for _, r in short.head(top).iterrows():
+        def fmt(x):
+            return "∞" if math.isinf(x) else f"{x:.2f}"
+        t.add_row(str(r["rank"]), str(r["material_id"]), str(r["formula"]), str(r["working_ion"]),
+                  fmt(r["percolation_1d_eV"]), fmt(r["percolation_3d_eV"]),
+                  f"{r['path_max_uncertainty_eV']:.2f}", str(len(r["path_hop_ids"])))
+    console.print(t)
+    if result.out is not None:
+        console.print(f"tables in {result.out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``screener run``; returns the exit code."""
+    from screener.core.chemistry import parse_chemistry
+    from screener.screening.run import screen
+    from screener.sources.factory import make_source
+
+    problems = execution_problems(args)
+    try:
+        ions = parse_chemistry(args.chemistry)
+        pw = pathway_config(args)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            log.error("%s", problem)
+        return EXIT_USAGE
+    try:
+        source = make_source(args.source, **mp_options(args))
+        kwargs = dict(screen_kwargs(args), pathways=pw, quiet=args.quiet)
+        if getattr(source, "incremental", False):
+            from pipelines.increment import (
+                run_incremental,  # screens only what changed since the last run
+            )
+
+            result = run_incremental(ions, source, args.out, **kwargs)
+        else:
+            result = screen(ions, source, args.out, **kwargs)
+    except (ModelLoadError, ScreenerError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    if not args.quiet:
+        _summary(result, args.top)
+    n = len(result.failures)
+    if n:
+        log.warning("%d input(s) failed: see %s", n, (result.out / "failures.parquet") if result.out else "failures")
+        return EXIT_PARTIAL
+    return EXIT_OK

@@ -1,0 +1,213 @@
+"""CI-NEB of one hop with a universal potential: fixed-cell end-point relaxation, IDPP images, climbing image.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from screener.handoff.neb_io import idpp_refine, linear_images, structure_to_atoms
+from screener.handoff.potentials import POTENTIALS, make_calculators
+
+if TYPE_CHECKING:
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+    from screener.core.band import Band
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """Settings of one CI-NEB refinement.
+
+    Attributes:
+        potential: ``chgnet`` or ``sevenn``.
+        n_intermediate: images between the end points.
+        fmax: force convergence of the end-point relaxations and of the NEB (eV/Å).
+        relax_steps: most FIRE steps per end-point relaxation.
+        neb_steps: most FIRE steps of the NEB.
+        spring: NEB spring constant (eV/Å²).
+        climb: climbing image on.
+        device: ``cpu`` or ``cuda``.
+        threads: torch threads per task (None: torch's default).
+    """
+
+    potential: str = "chgnet"
+    n_intermediate: int = 5
+    fmax: float = 0.1
+    relax_steps: int = 200
+    neb_steps: int = 200
+    spring: float = 0.1
+    climb: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.potential not in POTENTIALS:
+            raise ValueError(f"potential must be one of {POTENTIALS}, got {self.potential!r}")
+        if self.n_intermediate < 1:
+            raise ValueError(f"need at least one intermediate image, got {self.n_intermediate}")
+        if not (self.fmax > 0):
+            raise ValueError(f"fmax must be positive, got {self.fmax}")
+        if self.relax_steps < 0 or self.neb_steps < 1:
+            raise ValueError("relax_steps must be >= 0 and neb_steps >= 1")
+
+
+@dataclass
+class RelaxResult:
+    """A fixed-cell relaxation.
+
+    Attributes:
+        atoms: the relaxed atoms (with a single-point calculator holding energy and forces).
+        energy_eV: final energy.
+        max_force_eV_A: largest atomic force at the end.
+        steps: optimiser steps taken.
+        converged: ``max_force_eV_A <= fmax``.
+    """
+
+    atoms: Atoms
+    energy_eV: float
+    max_force_eV_A: float
+    steps: int
+    converged: bool
+
+
+def _max_force(forces: np.ndarray) -> float:
+    return float(np.sqrt((np.asarray(forces) ** 2).sum(axis=1)).max()) if len(forces) else 0.0
+
+
+def _freeze(atoms: Atoms) -> Atoms:
+    """A copy carrying its current energy and forces in a single-point calculator."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    e, f = atoms.get_potential_energy(), atoms.get_forces()
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=float(e), forces=np.array(f))
+    return out
+
+
+def relax_fixed_cell(atoms: Atoms, calc: Calculator, fmax: float = 0.1, steps: int = 200) -> RelaxResult:
+    """Relax atomic positions at fixed cell with FIRE (``atoms`` is not modified)."""
+    from ase.optimize import FIRE
+
+    a = atoms.copy()
+    a.calc = calc
+    n = 0
+    if steps > 0:
+        with FIRE(a, logfile=None) as opt:
+            opt.run(fmax=fmax, steps=steps)
+            n = int(opt.nsteps)
+    frozen = _freeze(a)
+    mf = _max_force(frozen.get_forces())
+    return RelaxResult(frozen, float(frozen.get_potential_energy()), mf, n, mf <= fmax)
+
+
+@dataclass
+class NebResult:
+    """A CI-NEB refinement of one hop.
+
+    Attributes:
+        images: every image, end points included, each with a single-point calculator.
+        energies_eV: energy of each image.
+        em_eV: forward barrier, ``max(energies) - energies[0]``.
+        em_reverse_eV: ``max(energies) - energies[-1]``.
+        initial: the relaxed initial end point.
+        final: the relaxed final end point.
+        max_force_eV_A: NEB residual force at the end.
+        steps: NEB optimiser steps taken.
+        converged: NEB and both end points converged.
+        ion_shift_A: how far the migrating ion (atom 0) moved while relaxing each end point.
+        seconds: wall time.
+    """
+
+    images: list[Atoms]
+    energies_eV: list[float]
+    em_eV: float
+    em_reverse_eV: float
+    initial: RelaxResult
+    final: RelaxResult
+    max_force_eV_A: float
+    steps: int
+    converged: bool
+    ion_shift_A: tuple[float, float]
+    seconds: float
+
+
+def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None) -> NebResult:
+    """Relax both end points, then run a climbing-image NEB between them.
+
+    Args:
+        initial: host plus the ion at its initial site (ion first).
+        final: the same atoms with the ion at its final site.
+        settings: potential, image count, convergence and step bounds.
+
+    Returns:
+        The relaxed images, energies and barrier.
+    """
+    st = settings or RefineSettings()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # CHGNet's own harmless warning on every evaluation (a tensor->scalar conversion)
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+        return _neb_refine(initial, final, st, t0)
+
+
+def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float) -> NebResult:
+    from ase.mep.neb import NEB
+    from ase.optimize import FIRE
+
+
+    if st.threads:
+        import torch
+
+        torch.set_num_threads(int(st.threads))
+    calcs = make_calculators(st.potential, st.n_intermediate + 2, st.device)
+    r0 = relax_fixed_cell(initial, calcs[0], st.fmax, st.relax_steps)
+    r1 = relax_fixed_cell(final, calcs[-1], st.fmax, st.relax_steps)
+    shifts = (float(np.linalg.norm(_mic_shift(initial, r0.atoms))),
+              float(np.linalg.norm(_mic_shift(final, r1.atoms))))
+    images = idpp_refine(linear_images(r0.atoms, r1.atoms, st.n_intermediate))
+    images[0], images[-1] = r0.atoms, r1.atoms  # fixed end points: their energies are known
+    for im, calc in zip(images[1:-1], calcs[1:-1]):
+        im.calc = calc
+    neb = NEB(images, k=st.spring, climb=st.climb, method="improvedtangent")
+    with FIRE(neb, logfile=None) as opt:
+        opt.run(fmax=st.fmax, steps=st.neb_steps)
+        steps = int(opt.nsteps)
+    # The NEB force (spring + perpendicular true force; climbing image included) that FIRE
+    # converges; ASE's get_residual() leaves the climbing image out.
+    residual = _max_force(neb.get_forces())
+    frozen = [_freeze(im) for im in images]
+    energies = [float(im.get_potential_energy()) for im in frozen]
+    emax = max(energies)
+    return NebResult(
+        images=frozen, energies_eV=energies, em_eV=emax - energies[0], em_reverse_eV=emax - energies[-1],
+        initial=r0, final=r1, max_force_eV_A=residual, steps=steps,
+        converged=bool(residual <= st.fmax and r0.converged and r1.converged),
+        ion_shift_A=shifts,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _mic_shift(before: Atoms, after: Atoms, index: int = 0) -> np.ndarray:
+    """Minimum-image displacement of one atom between two configurations of one cell."""
+    from ase.geometry import find_mic
+
+    d = after.positions[index] - before.positions[index]
+    vec, _ = find_mic(d[None, :], before.cell, pbc=True)
+    return vec[0]
+
+
+def refine_band(band: Band, settings: RefineSettings | None = None) -> NebResult:
+    """:func:`neb_refine` between a band's end points (:meth:`Band.endpoint` 0 and -1)."""
+
+    return neb_refine(structure_to_atoms(band.endpoint(0)), structure_to_atoms(band.endpoint(-1)), settings)
+
+
+def settings_dict(settings: RefineSettings) -> dict[str, Any]:
+    """The settings as a JSON-ready mapping."""
+    return asdict(settings)

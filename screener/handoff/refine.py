@@ -1,0 +1,193 @@
+"""A second opinion on the top candidates: climbing-image NEB with a universal ML potential.
+
+For each hop that ``screener export`` would hand to DFT (the path hops of the top shortlisted
+materials, see :mod:`screener.handoff.export`), :func:`neb_refine`:
+
+1. relaxes both end points (host + ion at the hop's first and last site) at fixed cell with
+   FIRE: a CI-NEB between unrelaxed end points measures the relaxation, not the barrier;
+2. interpolates ``n_intermediate`` images between the relaxed end points (linear, then IDPP);
+3. runs a climbing-image NEB with FIRE to ``fmax`` in a bounded number of steps, one calculator
+   per image, all sharing one loaded model (a single shared calculator was 4x slower).
+
+The barrier is ``max(E_image) - E_initial``; it sits beside the model's prediction in
+``refined.parquet`` and is never used to rank. Potentials whose weights ship in their wheel, so
+they run offline: ``chgnet`` (CHGNet 0.3.0, the ``refine`` extra) and ``sevenn`` (SevenNet-0).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from screener.core.files import write_parquet_atomic
+from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
+from screener.handoff.neb import NebResult, RefineSettings, refine_band
+from screener.handoff.neb_io import hop_folder_name
+from screener.handoff.potentials import check_potential, potential_version
+from screener.screening.execution import dask_client, map_tasks
+from screener.screening.rundir import REFINED_TABLE, load_run
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from screener.core.band import Band
+
+
+log = logging.getLogger(__name__)
+
+
+#: |NEB - predicted| above which a hop is flagged as a disagreement (eV).
+DISAGREEMENT_EV = 0.3
+
+
+REFINED_COLUMNS = [
+    "material_id", "formula", "working_ion", "limit", "hop_id", "hop_label", "length_A",
+    "potential", "potential_version", "neb_em_eV", "neb_em_reverse_eV", "predicted_em_eV",
+    "uncertainty_eV", "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
+    "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
+    "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged", "neb_max_force_eV_A",
+    "neb_steps", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
+    "error", "finished_at",
+]
+
+
+def refine_task(key: tuple[str, str, str], band: Band, settings: RefineSettings) -> dict[str, Any]:
+    """One Dask task: refine one hop. Returns ``{"key", "result"}`` (exceptions propagate)."""
+    return {"key": key, "result": refine_band(band, settings)}
+
+
+def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None = None,
+               error: str = "", images_path: str = "", seconds: float = math.nan) -> dict[str, Any]:
+    """One ``refined.parquet`` row from a hop's ``hops.parquet`` row and its NEB result."""
+    pred = float(hop["predicted_em_eV"])
+    row: dict[str, Any] = {c: hop.get(c) for c in ("material_id", "formula", "working_ion", "limit", "hop_id",
+                                                   "hop_label", "length_A", "uncertainty_eV")}
+    row.update(potential=settings.potential, potential_version=potential_version(settings.potential),
+               predicted_em_eV=pred, fmax_eV_A=settings.fmax, images_path=images_path, error=error,
+               finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds)
+    if res is None:
+        row.update({c: math.nan for c in REFINED_COLUMNS if c not in row})
+        row.update(disagreement=False, converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
+                   initial_steps=0, final_steps=0, neb_steps=0)
+        return row
+    delta = res.em_eV - pred
+    row.update(
+        neb_em_eV=res.em_eV, neb_em_reverse_eV=res.em_reverse_eV, delta_eV=delta,
+        disagreement=bool(abs(delta) > DISAGREEMENT_EV) if math.isfinite(delta) else False,
+        e_initial_eV=res.energies_eV[0], e_final_eV=res.energies_eV[-1], e_saddle_eV=max(res.energies_eV),
+        initial_max_force_eV_A=res.initial.max_force_eV_A, final_max_force_eV_A=res.final.max_force_eV_A,
+        initial_steps=res.initial.steps, final_steps=res.final.steps,
+        initial_ion_shift_A=res.ion_shift_A[0], final_ion_shift_A=res.ion_shift_A[1],
+        endpoints_converged=bool(res.initial.converged and res.final.converged),
+        neb_max_force_eV_A=res.max_force_eV_A, neb_steps=res.steps, converged=res.converged,
+        n_images=len(res.images), n_atoms=len(res.images[0]), seconds=res.seconds,
+    )
+    return row
+
+
+def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` rows not redone in ``new`` (same material, ion, hop and potential), then ``new``."""
+    key = ["material_id", "working_ion", "hop_id", "potential"]
+    if old is None or not len(old):
+        return new[REFINED_COLUMNS].reset_index(drop=True)
+    old = old.reindex(columns=REFINED_COLUMNS)
+    done = set(map(tuple, new[key].to_numpy().tolist()))
+    keep = old[[tuple(k) not in done for k in old[key].to_numpy().tolist()]]
+    parts = [p for p in (keep, new[REFINED_COLUMNS]) if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else new[REFINED_COLUMNS]
+
+
+def write_images(images: list[Atoms], path: Path) -> None:
+    """All NEB images with their energies and forces in one ASE trajectory."""
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp, images, format="traj")
+    tmp.replace(path)
+
+
+def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | None = None, *,
+               hop_ids: list[str] | None = None, limits: tuple[str, ...] | None = None,
+               workers: int | None = None, scheduler: str | None = None, synchronous: bool = False,
+               source: str | None = None, progress: Any = None) -> pd.DataFrame:
+    """Refine the path hops of the top shortlisted materials of a run and record the results.
+
+    Writes ``RUN_DIR/refined.parquet`` (rows of earlier runs for other hops or potentials are
+    kept) and ``RUN_DIR/refined/<material>__<hop_id>/<potential>.traj``.
+
+    Args:
+        run_dir: a ``screener run`` output folder.
+        top: shortlist rows whose path hops are refined.
+        settings: potential and NEB settings.
+        hop_ids: refine only these hops (of the selection).
+        limits: refine only hops in these limits.
+        workers: worker processes of a local Dask cluster (default: min(hops, CPU cores)).
+        scheduler: address of an existing Dask scheduler.
+        synchronous: run in this process.
+        source: where to fetch structures again (default: what ``run.json`` records).
+        progress: a rich Progress, or None.
+
+    Returns:
+        The rows of this invocation (one per hop), ``error`` set where a hop failed.
+
+    Raises:
+        PotentialNotInstalledError: the potential is missing.
+        RunDirError: the run directory is unreadable or its source cannot be reopened.
+    """
+    import os
+
+
+    st = settings or RefineSettings()
+    check_potential(st.potential)
+    run = load_run(run_dir)
+    selected = select_hops(run, top)
+    if hop_ids:
+        missing = set(hop_ids) - set(selected["hop_id"])
+        if missing:
+            log.warning("hops not among the path hops of the top %d materials, skipped: %s", top, sorted(missing))
+        selected = selected[selected["hop_id"].isin(hop_ids)]
+    if limits:
+        selected = selected[selected["limit"].isin(limits)]
+    selected = selected.reset_index(drop=True)
+    if not len(selected):
+        log.warning("nothing to refine")
+        return pd.DataFrame(columns=REFINED_COLUMNS)
+    bands = regenerate_bands(run, selected, source)
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    tasks = []
+    for _, h in selected.iterrows():
+        key = (h["material_id"], h["working_ion"], h["hop_id"])
+        b = bands[key]
+        if isinstance(b, Exception):
+            rows[key] = result_row(h, st, error=f"{type(b).__name__}: {b}")
+            log.warning("%s %s: band not rebuilt: %s", key[0], key[2], rows[key]["error"])
+        else:
+            tasks.append((key, b, st))
+    multi_ion = run.shortlist["working_ion"].nunique() > 1
+    if tasks:
+        n_workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
+        with dask_client(n_workers, scheduler, "cpu", synchronous=synchronous) as client:
+            results = map_tasks(client, refine_task, tasks, f"refine ({st.potential})", progress)
+        by_key = {k: h for k, h in zip(zip(selected["material_id"], selected["working_ion"], selected["hop_id"]),
+                                       (r for _, r in selected.iterrows()))}
+        for (key, _, _), res in zip(tasks, results):
+            h = by_key[key]
+            if isinstance(res, BaseException):
+                rows[key] = result_row(h, st, error=f"{type(res).__name__}: {res}")
+                log.warning("%s %s: refine failed: %s", key[0], key[2], res)
+                continue
+            neb: NebResult = res["result"]
+            folder = hop_folder_name(key[0], key[2], key[1] if multi_ion else None)
+            rel = f"{REFINED_DIR}/{folder}/{st.potential}.traj"
+            write_images(neb.images, run.path / rel)
+            rows[key] = result_row(h, st, neb, images_path=rel)
+    new = pd.DataFrame([rows[k] for k in zip(selected["material_id"], selected["working_ion"], selected["hop_id"])],
+                       columns=REFINED_COLUMNS)
+    write_parquet_atomic(merge_refined(run.refined, new), run.path / REFINED_TABLE)
+    return new

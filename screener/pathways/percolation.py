@@ -1,0 +1,117 @@
+"""Percolation of a periodic hop network: at which barrier do the open hops span the crystal?
+
+The network is the periodic quotient graph of all symmetry-equivalent hops: one node per
+working-ion site of the unit cell, one edge ``(u, v, to_jimage, hop_label)`` per hop from site
+``u`` in cell 0 to site ``v`` in cell ``to_jimage``. A connected component of the open edges
+percolates in *d* dimensions when the translations of its cycles span a rank-*d* lattice: walk the
+component assigning each node a cell offset; every edge that closes a cycle adds the translation
+``offset[u] + to_jimage - offset[v]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+#: A periodic graph edge: (u, v, to_jimage, hop_label).
+Edge = tuple[int, int, tuple[int, int, int], int]
+
+
+DIMENSION_KEYS = ("1D", "2D", "3D")
+
+
+def _as_edges(edges: Iterable[Sequence]) -> list[tuple[int, int, np.ndarray, int]]:
+    out = []
+    for e in edges:
+        if len(e) != 4:
+            raise ValueError(f"an edge is (u, v, to_jimage, hop_label), got {e!r}")
+        u, v, jimage, label = e
+        j = np.asarray(jimage, dtype=int).reshape(3)
+        if int(u) == int(v) and not j.any():
+            continue  # a loop onto the same site in the same cell: no hop
+        out.append((int(u), int(v), j, label))
+    return out
+
+
+def component_translations(edges: Iterable[Sequence]) -> list[np.ndarray]:
+    """Basis of the cycle translations of each connected component.
+
+    Args:
+        edges: ``(u, v, to_jimage, hop_label)`` edges (labels are ignored here).
+
+    Returns:
+        For each component (nodes without edges are left out), an integer array ``(rank, 3)``
+        of independent translations along which it percolates (``rank`` 0 to 3).
+    """
+    adj: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for u, v, j, _ in _as_edges(edges):
+        adj[u].append((v, j))
+        adj[v].append((u, -j))
+    offset: dict[int, np.ndarray] = {}
+    result = []
+    for root in sorted(adj):
+        if root in offset:
+            continue
+        offset[root] = np.zeros(3, dtype=int)
+        basis: list[np.ndarray] = []
+        queue = deque([root])
+        while queue:
+            u = queue.popleft()
+            for v, j in adj[u]:
+                target = offset[u] + j
+                if v not in offset:
+                    offset[v] = target
+                    queue.append(v)
+                    continue
+                if len(basis) == 3:
+                    continue
+                t = target - offset[v]
+                if t.any() and _rank([*basis, t]) > len(basis):
+                    basis.append(t)
+        result.append(np.array(basis, dtype=int).reshape(-1, 3))
+    return result
+
+
+def _rank(vectors: list[np.ndarray]) -> int:
+    return int(np.linalg.matrix_rank(np.array(vectors, dtype=float)))
+
+
+def percolation_dimension(edges: Iterable[Sequence]) -> int:
+    """Largest number of dimensions (0-3) in which one component of the network percolates."""
+    return max((len(b) for b in component_translations(edges)), default=0)
+
+
+def percolation_barriers(
+    edges: Iterable[Sequence], barrier_by_label: Mapping[int, float]
+) -> dict[str, float]:
+    """The smallest barrier at which the hops at or below it percolate in 1, 2 and 3 dimensions.
+
+    Args:
+        edges: the periodic graph of all equivalent hops, ``(u, v, to_jimage, hop_label)``.
+        barrier_by_label: barrier (eV) of each distinct hop label. Edges whose label has no
+            barrier, or a NaN one, never open.
+
+    Returns:
+        ``{"1D": x, "2D": y, "3D": z}``; ``math.inf`` where the network never percolates.
+    """
+    all_edges = _as_edges(edges)
+    barrier: dict = {}
+    for label, b in barrier_by_label.items():
+        b = float(b)
+        if not math.isnan(b):
+            barrier[label] = b
+    thresholds = sorted({barrier[e[3]] for e in all_edges if e[3] in barrier})
+    result = dict.fromkeys(DIMENSION_KEYS, math.inf)
+    reached = 0
+    for t in thresholds:
+        open_edges = [e for e in all_edges if e[3] in barrier and barrier[e[3]] <= t]
+        dim = percolation_dimension(open_edges)
+        for d in range(reached + 1, dim + 1):
+            result[DIMENSION_KEYS[d - 1]] = t
+        reached = max(reached, dim)
+        if reached == 3:
+            break
+    return result

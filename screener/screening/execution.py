@@ -1,0 +1,210 @@
+"""Run a screening on Dask: a LocalCluster of processes, an existing scheduler, or in-process.
+
+Tasks carry batches: one task finds the hops of one host; one task predicts ``batch_size``
+bands with the model loaded once per worker process. :class:`TaskRunner` streams results back as
+they finish (and accepts new tasks meanwhile), so the model stage starts while hosts are still
+being analysed.
+
+Fault tolerance: a task that raises is retried once; a task whose worker dies (killed, out of
+memory, a crash in native code) is rescheduled by Dask on another worker, up to the scheduler's
+``distributed.scheduler.allowed-failures`` (3 by default), after which it comes back as a
+``KilledWorker`` exception. Every task is pure: its result only goes to the client, which writes
+it, so a task run twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from screener.core.memory import MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, device: str = "cpu",
+                threads_per_worker: int = 1, synchronous: bool = False) -> Iterator[Any]:
+    """A Dask client for the run, or None for in-process (synchronous) execution.
+
+    Args:
+        workers: worker processes of a new LocalCluster (default: the CPU cores, or one per GPU).
+        scheduler: address of an existing scheduler to join instead (e.g. dask-jobqueue on SLURM).
+        device: ``cuda`` gives each local worker one GPU as the resource ``GPU``.
+        threads_per_worker: threads per worker process; also the torch / OpenMP threads of each
+            worker (one by default: Dask provides the parallelism).
+        synchronous: run every task in this process, without Dask workers.
+    """
+    if synchronous:
+        yield None
+        return
+    import dask
+    from distributed import Client, LocalCluster
+
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # distributed sets its loggers to INFO when imported; its start/stop chatter drowns the
+        # progress bars and summary, so keep it to warnings unless debugging (-v).
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                     "distributed.worker", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    if scheduler:
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    resources = None
+    if device == "cuda":
+        import torch
+
+        n_gpu = torch.cuda.device_count()
+        workers = workers or max(n_gpu, 1)
+        resources = {"GPU": 1}
+    workers = workers or os.cpu_count() or 1
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=None, resources=resources, silence_logs=logging.WARNING)
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def worker_environment(threads_per_worker: int = 1) -> dict[str, str]:
+    """Environment set in each local worker process before it starts (restarted workers too).
+
+    Threads: ``threads_per_worker`` for OpenMP/MKL/OpenBLAS (Dask's default is 1). glibc: the
+    heap serves allocations up to 32 MiB and keeps up to 256 MiB free, instead of Dask's
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which makes every tensor of the model an mmap and its
+    pages faults (2-3x slower); the tasks also apply it themselves
+    (:func:`screener.core.memory.tune_malloc`), for workers started by other means.
+    """
+    import dask
+
+
+    env = {str(k): str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()}
+    env.update({k: str(threads_per_worker) for k in _THREAD_ENV})
+    env.update(MALLOC_MMAP_THRESHOLD_=str(MALLOC_MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(MALLOC_TRIM_THRESHOLD))
+    return env
+
+
+def hold_worker_threads() -> None:
+    """In a Dask worker, hold torch to the worker's threads (``OMP_NUM_THREADS``, one by default).
+
+    Outside a Dask worker torch's threads are left alone.
+    """
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return
+    import torch
+
+    n = worker_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def worker_threads() -> int:
+    """Threads a task may use: ``OMP_NUM_THREADS`` when set (workers get it), else all cores."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+class TaskRunner:
+    """Submit tasks and receive their results as they finish, on Dask or in this process.
+
+    Tasks may be submitted while results are being consumed. A task that raised (after Dask's
+    retry) or whose workers kept dying gives its exception as the result.
+
+    Args:
+        client: a Dask client, or None to run each task inline (in submission order).
+        retries: extra attempts of a task that raises.
+    """
+
+    def __init__(self, client: Any, retries: int = 1):
+        self.client = client
+        self.retries = retries
+        self._inline: deque[tuple[Any, Callable, tuple]] = deque()
+        self._futures: dict[str, tuple[Any, Any]] = {}
+        self._ac: Any = None
+
+    def submit(self, tag: Any, fn: Callable, args: Sequence[Any], key: str | None = None,
+               resources: dict | None = None) -> None:
+        """Queue ``fn(*args)``; its result comes back with ``tag``.
+
+        Args:
+            tag: what :meth:`results` yields with the result.
+            fn: the task function (importable, so workers can unpickle it).
+            args: its arguments.
+            key: Dask key (default: a unique one); content-derived keys make logs readable.
+            resources: Dask worker resources the task needs (e.g. ``{"GPU": 1}``).
+        """
+        if self.client is None:
+            self._inline.append((tag, fn, tuple(args)))
+            return
+        fut = self.client.submit(fn, *args, key=key, pure=False, retries=self.retries,
+                                 resources=resources)
+        self._futures[fut.key] = (tag, fut)
+        if self._ac is None:
+            from distributed import as_completed
+
+            self._ac = as_completed([fut])
+        else:
+            self._ac.add(fut)
+
+    def pending(self) -> int:
+        """Tasks submitted and not yet yielded."""
+        return len(self._inline) if self.client is None else len(self._futures)
+
+    def results(self) -> Iterator[tuple[Any, Any]]:
+        """``(tag, result or exception)`` of every task, as they finish, until none is left."""
+        if self.client is None:
+            while self._inline:
+                tag, fn, args = self._inline.popleft()
+                try:
+                    res = fn(*args)
+                except Exception as exc:  # noqa: BLE001 - the caller turns it into failure rows
+                    res = exc
+                yield tag, res
+            return
+        while self._futures:
+            assert self._ac is not None
+            fut = next(self._ac)
+            tag, _ = self._futures.pop(fut.key)
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - incl. KilledWorker after repeated deaths
+                res = exc
+            fut.release()
+            yield tag, res
+
+
+def map_tasks(client: Any, fn: Callable, items: Sequence[tuple], description: str = "tasks",
+              progress: Any = None, resources: dict | None = None) -> list[Any]:
+    """Apply ``fn(*item)`` to every item on ``client`` (or inline), results in input order.
+
+    A task that raises is retried once by Dask (a lost worker is retried by Dask itself); if it
+    still fails, its slot holds the exception so the caller can turn it into failure rows.
+    """
+    results: list[Any] = [None] * len(items)
+    task = progress.add_task(description, total=len(items)) if progress is not None else None
+    runner = TaskRunner(client)
+    for i, args in enumerate(items):
+        runner.submit(i, fn, args, resources=resources)
+    for i, res in runner.results():
+        results[i] = res
+        if progress is not None:
+            progress.advance(task)
+    return results

@@ -1,0 +1,417 @@
+""":func:`screen`: hosts -> distinct hops -> bands -> predicted barriers -> ranked tables.
+
+The science lives in the pure tasks of :mod:`screener.screening.tasks`; :func:`screen` runs them on
+Dask (a local cluster, an existing scheduler, or synchronously in this process), keeps every
+finished piece of work in the run's part store (:mod:`screener.screening.store`) and assembles the
+tables from it (:mod:`screener.screening.tables`).
+
+Exactly-once resume: batches are cut from the hops of the hosts in a fixed order (working ion,
+then item), so the same inputs always give the same batches and the same keys
+(:mod:`screener.screening.keys`). Only the client writes parts, each atomically and recorded in the
+manifest after it is in place; a task run twice (a lost worker) therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from screener._version import __version__
+from screener.core.chemistry import parse_chemistry
+from screener.core.errors import ScreenerError
+from screener.core.files import write_json_atomic, write_parquet_atomic
+from screener.core.progress import progress_bar
+from screener.model.predictor import check_model
+from screener.model.registry import model_fingerprint, model_version_of
+from screener.pathways.config import PathwayConfig
+from screener.screening.execution import TaskRunner, dask_client
+from screener.screening.keys import batch_key, host_key, pathway_settings, settings_hash
+from screener.screening.store import PARTS_DIR, PartStore, default_out_dir
+from screener.screening.tables import FAILURE_COLUMNS, assemble_tables, batch_frame
+from screener.screening.tasks import (
+    BandSpec,
+    default_batch_size,
+    failure_message,
+    failure_row,
+    host_pathways,
+    predict_batch,
+    resolve_device,
+)
+from screener.sources.factory import make_source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScreenResult:
+    """Tables of a screening run, its metadata, and the exit code it implies."""
+
+    tables: dict[str, pd.DataFrame]
+    run_info: dict[str, Any]
+    out: Path | None = None
+
+    @property
+    def hops(self) -> pd.DataFrame:
+        """One row per hop and limit, ranked by predicted barrier."""
+        return self.tables["hops"]
+
+    @property
+    def structures(self) -> pd.DataFrame:
+        """One row per material and working ion, ranked by 1D percolation barrier."""
+        return self.tables["structures"]
+
+    @property
+    def shortlist(self) -> pd.DataFrame:
+        """Materials whose 1D percolation barrier is below the threshold, ranked."""
+        return self.tables["shortlist"]
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """One row per input (or hop) that failed."""
+        return self.tables["failures"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input was screened, 3 when some failed."""
+        return 3 if len(self.failures) else 0
+
+
+@dataclass
+class _HostInput:
+    key: str
+    item: str
+    ion: str
+    source: str
+    structure: Any
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    """What a part file gives back: the in-memory and the resumed paths see identical data."""
+    return json.loads(json.dumps(obj, allow_nan=True))
+
+
+def _failed_host(h: _HostInput, exc: BaseException) -> dict[str, Any]:
+    return {"item": h.item, "ion": h.ion, "hops": [], "hop_specs": {}, "cell": None, "edges": [],
+            "failures": [failure_row(h.item, h.ion, exc, "pathways")], "structure": None}
+
+
+class _Batcher:
+    """Cuts batches from the hops of the hosts in a fixed order, as soon as they are known.
+
+    A batch is emitted once every host before its last hop has a result, so a batch's content
+    depends only on the inputs, never on the order in which tasks finished.
+    """
+
+    def __init__(self, order: list[str], batch_size: int, config: PathwayConfig):
+        self.order = order
+        self.batch_size = batch_size
+        self.config = config
+        self.results: dict[str, dict[str, Any]] = {}
+        self._next = 0
+        self._buffer: list[tuple[tuple[str, str, str], BandSpec]] = []
+
+    def add(self, key: str, result: dict[str, Any]) -> list[list[tuple[tuple[str, str, str], BandSpec]]]:
+        """Record a host result; returns the batches it completes."""
+        self.results[key] = result
+        while self._next < len(self.order) and self.order[self._next] in self.results:
+            res = self.results[self.order[self._next]]
+            cell = res.get("cell")
+            for hop_id, hop in res.get("hop_specs", {}).items():
+                self._buffer.append(((res["item"], res["ion"], hop_id),
+                                     BandSpec(cell, res["ion"], hop, self.config)))
+            self._next += 1
+        n_full = len(self._buffer) // self.batch_size * self.batch_size
+        out = [self._buffer[i : i + self.batch_size] for i in range(0, n_full, self.batch_size)]
+        self._buffer = self._buffer[n_full:]
+        if self._next == len(self.order) and self._buffer:
+            out.append(self._buffer)
+            self._buffer = []
+        return out
+
+
+def screen(
+    chemistry: str | list[str] = "Mg",
+    source: Any = None,
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    synchronous: bool = False,
+    batch_size: int | None = None,
+    threshold: float = 0.65,
+    model_dir: str | None = None,
+    device: str = "auto",
+    pathways: PathwayConfig | None = None,
+    quiet: bool = True,
+    write: bool = True,
+    resume: bool = True,
+) -> ScreenResult:
+    """Screen hosts for fast migration of one or more working ions.
+
+    With ``write``, finished work is kept in ``<out>/_parts``: running the same call again after
+    an interruption (even ``kill -9``) does only the work left, and the tables are the same as
+    an uninterrupted run's, one row per hop. A rerun of a finished run does no screening work.
+
+    Args:
+        chemistry: working ion(s), e.g. ``"Mg"``, ``"Mg,Ca"`` or ``["Mg", "Ca"]``.
+        source: ``"bundled"``, ``"mp"``, a path, a Source object, or None for the default.
+        out: folder for the tables (default ``runs/<chemistry>-<UTC date>``); ignored when
+            ``write`` is False.
+        workers: worker processes of a local Dask cluster (default: the CPU cores).
+        scheduler: address of an existing Dask scheduler to use instead.
+        synchronous: run in this process without Dask workers.
+        batch_size: hops per model task (default: :func:`default_batch_size` of the device:
+            32 on a GPU, 8 on a CPU).
+        threshold: a material passes when its 1D percolation barrier is below this (eV).
+        model_dir: model directory (default: the shipped model).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        pathways: hop finding settings.
+        quiet: no progress bars.
+        write: write the tables, ``run.json`` and the parts.
+        resume: reuse the parts of an earlier run into ``out`` (False deletes them first).
+
+    Returns:
+        The tables (hops, structures, shortlist, failures) and the run metadata.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded.
+        ScreenerError: the source cannot be read, or another run is writing to ``out``.
+    """
+
+    t_start = time.perf_counter()
+    ions = parse_chemistry(chemistry)
+    if batch_size is None:
+        batch_size = default_batch_size(resolve_device(device))
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    pw_config = pathways or PathwayConfig()
+    model_version = model_version_of(model_dir)
+    model_fp = model_fingerprint(model_dir)
+    check_model(model_dir)
+    src = make_source(source) if source is None or isinstance(source, (str, Path)) else source
+    settings = settings_hash(pw_config)
+    timings: dict[str, float] = {k: 0.0 for k in ("source", "pathways", "bands", "graphs", "model",
+                                                  "model_load", "writing")}
+
+    # ------------------------------------------------------------------ inputs
+    t0 = time.perf_counter()
+    hosts: dict[str, _HostInput] = {}
+    early_failures = []
+    n_inputs = 0
+    for ion in ions:
+        for h in src.fetch(ion):
+            n_inputs += 1
+            if h.structure is None:
+                early_failures.append(failure_row(h.item, ion, h.error or ScreenerError("unreadable"), "read"))
+                continue
+            key = host_key(h.item, ion, src.name, h.structure, pw_config)
+            if key in hosts:
+                log.warning("%s (%s) is listed twice with the same structure: screened once", h.item, ion)
+                continue
+            hosts[key] = _HostInput(key, h.item, ion, src.name, h.structure)
+    timings["source"] = time.perf_counter() - t0
+    order = sorted(hosts, key=lambda k: (ions.index(hosts[k].ion), hosts[k].item, k))
+
+    # ------------------------------------------------------------------ part store
+    store = None
+    out_dir = None
+    if write:
+
+        out_dir = Path(out) if out else default_out_dir(ions)
+        if not resume and (out_dir / PARTS_DIR).exists():
+            import shutil
+
+            shutil.rmtree(out_dir / PARTS_DIR)
+        store = PartStore(out_dir, header={"screener": __version__, "model": model_fp,
+                                           "settings": settings, "chemistry": ions})
+    try:
+        tables, info = _run_pipeline(
+            hosts, order, store, workers=workers, scheduler=scheduler,
+            synchronous=synchronous, batch_size=batch_size, model_dir=model_dir, device=device,
+            pw_config=pw_config, model_fp=model_fp, settings_hash=settings,
+            model_version=model_version, threshold=threshold, quiet=quiet, timings=timings,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if early_failures:
+        tables["failures"] = pd.concat([pd.DataFrame(early_failures, columns=FAILURE_COLUMNS), tables["failures"]],
+                                       ignore_index=True)
+    run_info = {
+        "screener_version": __version__,
+        "model_version": model_version,
+        "source": src.name,
+        # Where a file source read from, so `export`/`refine` can re-read the structures.
+        "source_path": str(Path(src.path).resolve()) if hasattr(src, "path") else None,
+        "source_database_version": src.database_version(),
+        "chemistry": ions,
+        "config": {"threshold": threshold, "batch_size": batch_size, "workers": workers,
+                   "scheduler": bool(scheduler), "synchronous": synchronous, "device": info["device"],
+                   "pathways": pathway_settings(pw_config)},
+        "counts": {"hosts": n_inputs, "hops": len(tables["hops"]),
+                   "hops_predicted": int(tables["hops"]["predicted_em_eV"].notna().sum()),
+                   "structures": len(tables["structures"]), "shortlist": len(tables["shortlist"]),
+                   "failures": len(tables["failures"])},
+        "resume": info["resume"],
+        "workers": info["workers"],
+        "timings_s": timings,
+    }
+    result = ScreenResult(tables, run_info)
+    if write and out_dir is not None:
+
+        tw = time.perf_counter()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, df in tables.items():
+            write_parquet_atomic(df, out_dir / f"{name}.parquet")
+        timings["writing"] += time.perf_counter() - tw
+        timings["total"] = time.perf_counter() - t_start
+        write_json_atomic(run_info, out_dir / "run.json")
+        result.out = out_dir
+    else:
+        timings["total"] = time.perf_counter() - t_start
+    return result
+
+
+def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *, workers: int | None,
+                  scheduler: str | None, synchronous: bool, batch_size: int, model_dir: str | None,
+                  device: str, pw_config: PathwayConfig, model_fp: str, settings_hash: str, model_version: str, threshold: float,
+                  quiet: bool, timings: dict[str, float]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Run the host and batch tasks still to do, store them, and assemble the tables."""
+
+    batcher = _Batcher(order, batch_size, pw_config)
+    batches: list[tuple[str, list[tuple[str, str, str]]]] = []
+    batch_keys: dict[str, list[tuple[str, str, str]]] = {}
+    in_memory: dict[str, pd.DataFrame] = {}
+    errors: dict[str, list[dict[str, str]]] = {}
+    counts = {"hosts_total": len(order), "hosts_from_parts": 0, "hosts_run": 0, "hosts_crashed": 0,
+              "batches_total": 0, "batches_from_parts": 0, "batches_run": 0, "batches_crashed": 0}
+    rss: dict[int, float] = {}
+    device_used = resolve_device(device)
+    resources = {"GPU": 1} if device_used == "cuda" and scheduler is None and not synchronous else None
+    # Dask keys name the content (readable logs) plus this run, so that a scheduler shared by
+    # successive runs never hands one run a result another run computed.
+    run_token = os.urandom(4).hex()
+
+    with dask_client(workers, scheduler, device_used, synchronous=synchronous) as client, \
+            progress_bar(quiet) as progress:
+        t_wall = time.perf_counter()
+        runner = TaskRunner(client)
+        bar_hosts = progress.add_task("hosts", total=len(order)) if progress is not None else None
+        bar_batches = progress.add_task("hop batches", total=0) if progress is not None else None
+
+        def emit(new_batches: list) -> None:
+            for batch in new_batches:
+                keys = [k for k, _ in batch]
+                bkey = batch_key(keys, model_fp, settings_hash)
+                batches.append((bkey, keys))
+                batch_keys[bkey] = keys
+                counts["batches_total"] += 1
+                if progress is not None:
+                    progress.update(bar_batches, total=counts["batches_total"])
+                if store is not None and store.has("batch", bkey):
+                    counts["batches_from_parts"] += 1
+                    if progress is not None:
+                        progress.advance(bar_batches)
+                    continue
+                specs = [spec for _, spec in batch]
+                runner.submit(("batch", bkey), predict_batch, (keys, specs, model_dir, device_used, batch_size),
+                              key=f"predict_batch-{bkey[:16]}-{run_token}", resources=resources)
+
+        stored: dict[str, dict[str, Any]] = {}
+        for key in order:  # host tasks first: their failures show early, batches follow them
+            part = store.host(key) if store is not None else None
+            if part is not None:
+                stored[key] = part
+                continue
+            h = hosts[key]
+            runner.submit(("host", key), host_pathways, (h.item, h.structure, h.ion, h.source, pw_config),
+                          key=f"host_pathways-{key[:16]}-{run_token}")
+        for key, part in stored.items():
+            counts["hosts_from_parts"] += 1
+            if progress is not None:
+                progress.advance(bar_hosts)
+            emit(batcher.add(key, part))
+
+        for (kind, key), res in runner.results():
+            if kind == "host":
+                h = hosts[key]
+                if isinstance(res, BaseException):
+                    log.warning("%s (%s): task failed: %s", h.item, h.ion, failure_message(res))
+                    counts["hosts_crashed"] += 1
+                    result = _failed_host(h, res)
+                else:
+                    counts["hosts_run"] += 1
+                    timings["pathways"] += float(res.get("seconds", 0.0))
+                    rss[int(res.get("pid", 0))] = max(rss.get(int(res.get("pid", 0)), 0.0),
+                                                      float(res.get("peak_rss_mib", 0.0)))
+                    result = _json_roundtrip(res)
+                    if store is not None:
+                        tw = time.perf_counter()
+                        store.put_host(key, h.item, result)
+                        timings["writing"] += time.perf_counter() - tw
+                if progress is not None:
+                    progress.advance(bar_hosts)
+                emit(batcher.add(key, result))
+            else:
+                keys = batch_keys[key]
+                if isinstance(res, BaseException):
+                    counts["batches_crashed"] += 1
+                    log.warning("a batch of %d hops failed: %s", len(keys), failure_message(res))
+                    errors[key] = [failure_row(f"{m}#{hop}", ion, res, "model") for m, ion, hop in keys]
+                else:
+                    counts["batches_run"] += 1
+                    for stage, sec in res["seconds"].items():
+                        timings[stage] = timings.get(stage, 0.0) + float(sec)
+                    pid = int(res.get("pid", 0))
+                    rss[pid] = max(rss.get(pid, 0.0), float(res.get("peak_rss_mib", 0.0)))
+                    df = batch_frame(res["rows"])
+                    if store is not None:
+                        tw = time.perf_counter()
+                        store.put_batch(key, df)
+                        timings["writing"] += time.perf_counter() - tw
+                    else:
+                        in_memory[key] = df
+                if progress is not None:
+                    progress.advance(bar_batches)
+        timings["screening_wall"] = time.perf_counter() - t_wall
+
+    # ------------------------------------------------------------------ assemble from the parts
+    t3 = time.perf_counter()
+    predictions: dict[tuple[str, str, str], tuple[float, float]] = {}
+    extra_failures: list[dict[str, str]] = []
+    for bkey, keys in batches:
+        if bkey in errors:
+            extra_failures.extend(errors[bkey])
+            continue
+        df = store.batch(bkey) if store is not None else in_memory.get(bkey)
+        if df is None:  # a part damaged since it was checked: its hops stay unpredicted
+            extra_failures.extend(failure_row(f"{m}#{hop}", ion, ScreenerError(
+                "the stored prediction of this hop is missing or damaged; rerun to recompute it"), "model")
+                for m, ion, hop in keys)
+            continue
+        for r in df.itertuples(index=False):
+            if r.error_type is None or (isinstance(r.error_type, float) and math.isnan(r.error_type)):
+                predictions[(r.material_id, r.working_ion, r.hop_id)] = (float(r.predicted_em_eV),
+                                                                        float(r.uncertainty_eV))
+            else:
+                extra_failures.append({"item": f"{r.material_id}#{r.hop_id}", "working_ion": r.working_ion,
+                                       "stage": r.stage, "error_type": r.error_type, "message": r.message})
+    host_results = [batcher.results[k] for k in order]
+    tables = assemble_tables(host_results, predictions, model_version, threshold)
+    if extra_failures:
+        tables["failures"] = pd.concat([tables["failures"], pd.DataFrame(extra_failures, columns=FAILURE_COLUMNS)],
+                                       ignore_index=True)
+    timings["assemble"] = time.perf_counter() - t3
+    rss.pop(0, None)
+    info = {"device": device_used, "resume": counts,
+            "workers": {"processes": len(rss),
+                        "peak_rss_mib": round(max(rss.values()), 1) if rss else None}}
+    return tables, info

@@ -1,0 +1,229 @@
+"""Writing run outputs: Parquet tables, ``run.json`` and the resumable part store.
+
+Every file is written atomically (a temporary file in the same folder, flushed, then renamed), so a
+run killed at any moment leaves either the old file or the new one, never half a file.
+
+The part store (``<out>/_parts/``) makes a run resumable:
+
+* ``hosts/<safe id>-<key>.json``: the hop records of one host (one working ion), the cleaned
+  cell the bands are rebuilt from, its periodic hop network and its failure rows;
+* ``batches/<key>.parquet``: the predicted barriers (and per-hop failures) of one model batch;
+* ``manifest.jsonl``: an append-only journal, one JSON object per line: a ``run`` line per start
+  and one ``host`` or ``batch`` line per part, written *after* the part file is in place, with the
+  part's sha256. A part counts as done only when its line is complete and the file's checksum
+  matches; a line torn by ``kill -9`` is ignored.
+
+Keys are content hashes (see :mod:`screener.screening.run`), so a rerun of the same command finds the
+work already done and a rerun with other inputs, settings or model computes only what is new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from screener.core.errors import ScreenerError
+from screener.core.files import (
+    json_bytes,
+    parquet_bytes,
+    safe_filename,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+PARTS_DIR = "_parts"
+
+
+MANIFEST = "manifest.jsonl"
+
+
+PARTS_FORMAT = 1
+
+
+def default_out_dir(ions: list[str]) -> Path:
+    """``runs/<chemistry>-<UTC date>``."""
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    return Path("runs") / f"{'-'.join(ions)}-{date}"
+
+
+def write_run(out: Path, tables: dict[str, pd.DataFrame], run_info: dict[str, Any]) -> None:
+    """Write ``<name>.parquet`` for each table and ``run.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        write_parquet_atomic(df, out / f"{name}.parquet")
+    write_json_atomic(run_info, out / "run.json")
+
+
+@dataclass
+class PartRecord:
+    """One manifest line: a part file that is complete."""
+
+    kind: str
+    key: str
+    file: str
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class PartStore:
+    """The resumable parts of a run in ``<out>/_parts`` (see the module docstring).
+
+    Only the process that runs the pipeline (the Dask client) writes here; Dask workers return
+    their results to it. Opening takes an exclusive lock so that two runs never write into one
+    folder at the same time.
+
+    Args:
+        out: the run's output folder.
+        header: fields of the ``run`` line appended at open (versions, settings hash).
+
+    Raises:
+        ScreenerError: another run holds the folder's lock.
+    """
+
+    def __init__(self, out: Path, header: dict[str, Any] | None = None):
+        self.out = Path(out)
+        self.root = self.out / PARTS_DIR
+        (self.root / "hosts").mkdir(parents=True, exist_ok=True)
+        (self.root / "batches").mkdir(parents=True, exist_ok=True)
+        self._lock_fh = self._lock()
+        self._clean_temporaries()
+        self.records: dict[tuple[str, str], PartRecord] = self._read_manifest()
+        self._verified: set[tuple[str, str]] = set()
+        self._manifest = open(self.root / MANIFEST, "ab")  # noqa: SIM115 - kept open for appends
+        self._append({"type": "run", "format": PARTS_FORMAT, **(header or {}),
+                      "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+
+    # ------------------------------------------------------------------ housekeeping
+    def _lock(self) -> Any:
+        fh = open(self.root / ".lock", "a+b")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return fh
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            raise ScreenerError(
+                f"another screener run is writing to {self.out}; wait for it to finish or choose "
+                "another --out"
+            ) from exc
+        return fh
+
+    def _clean_temporaries(self) -> None:
+        """Remove temporary files left by a killed run (nobody else writes here: we hold the lock)."""
+        for folder in (self.out, self.root, self.root / "hosts", self.root / "batches"):
+            for p in folder.glob(".*.tmp-*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    def _read_manifest(self) -> dict[tuple[str, str], PartRecord]:
+        path = self.root / MANIFEST
+        records: dict[tuple[str, str], PartRecord] = {}
+        if not path.exists():
+            return records
+        torn = 0
+        for line in path.read_bytes().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                torn += 1  # the tail of a run killed mid-write
+                continue
+            if not isinstance(d, dict) or d.get("type") not in ("host", "batch"):
+                continue
+            rec = PartRecord(d["type"], d["key"], d["file"], d["sha256"], d.get("meta", {}))
+            records[(rec.kind, rec.key)] = rec
+        if torn:
+            log.info("manifest: ignored %d incomplete line(s) of an interrupted run", torn)
+        return records
+
+    def _append(self, obj: dict[str, Any]) -> None:
+        self._manifest.write(json.dumps(obj, allow_nan=True).encode() + b"\n")
+        self._manifest.flush()
+        os.fsync(self._manifest.fileno())
+
+    def close(self) -> None:
+        """Close the manifest and release the lock."""
+        with contextlib.suppress(Exception):
+            self._manifest.close()
+        with contextlib.suppress(Exception):
+            self._lock_fh.close()
+
+    def __enter__(self) -> PartStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ parts
+    def _read_part(self, kind: str, key: str) -> bytes | None:
+        rec = self.records.get((kind, key))
+        if rec is None:
+            return None
+        try:
+            data = (self.root / rec.file).read_bytes()
+        except OSError:
+            log.warning("part %s is in the manifest but missing: recomputing it", rec.file)
+            del self.records[(kind, key)]
+            self._verified.discard((kind, key))
+            return None
+        if hashlib.sha256(data).hexdigest() != rec.sha256:
+            log.warning("part %s does not match its checksum: recomputing it", rec.file)
+            del self.records[(kind, key)]
+            self._verified.discard((kind, key))
+            return None
+        return data
+
+    def _write_part(self, kind: str, key: str, rel: str, data: bytes, meta: dict[str, Any]) -> None:
+        write_bytes_atomic(data, self.root / rel)
+        digest = hashlib.sha256(data).hexdigest()
+        self._append({"type": kind, "key": key, "file": rel, "sha256": digest, "meta": meta})
+        self.records[(kind, key)] = PartRecord(kind, key, rel, digest, meta)
+        self._verified.add((kind, key))
+
+    def has(self, kind: str, key: str) -> bool:
+        """Whether a part is done: listed in the manifest, its file present and intact."""
+        if (kind, key) in self._verified:
+            return True
+        if self._read_part(kind, key) is None:
+            return False
+        self._verified.add((kind, key))
+        return True
+
+    def host(self, key: str) -> dict[str, Any] | None:
+        """The stored result of a host task, or None when it is not done (or damaged)."""
+        data = self._read_part("host", key)
+        return None if data is None else json.loads(data)
+
+    def put_host(self, key: str, item: str, result: dict[str, Any]) -> bytes:
+        """Store a host result (JSON) and record it; returns the bytes written."""
+        data = json_bytes(result, indent=None)
+        rel = f"hosts/{safe_filename(item, 60)}-{key[:16]}.json"
+        self._write_part("host", key, rel, data, {"item": item})
+        return data
+
+    def batch(self, key: str) -> pd.DataFrame | None:
+        """The stored rows of a batch, or None when it is not done (or damaged)."""
+        import io
+
+        data = self._read_part("batch", key)
+        return None if data is None else pd.read_parquet(io.BytesIO(data))
+
+    def put_batch(self, key: str, rows: pd.DataFrame) -> bytes:
+        """Store a batch's rows (Parquet) and record them; returns the bytes written."""
+        data = parquet_bytes(rows)
+        self._write_part("batch", key, f"batches/{key}.parquet", data, {"n": len(rows)})
+        return data

@@ -1,0 +1,153 @@
+"""The tables of a run (hops, structures, shortlist, failures): their columns, sort orders and assembly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from screener.pathways.percolation import percolation_barriers
+
+HOP_COLUMNS = [
+    "material_id", "formula", "working_ion", "limit", "hop_id", "length_A", "multiplicity",
+    "predicted_em_eV", "uncertainty_eV", "model_version", "source", "structure_hash",
+    "hop_label", "band_sites", "isite_wyckoff", "esite_wyckoff",
+]
+
+
+STRUCTURE_COLUMNS = [
+    "material_id", "formula", "working_ion", "source", "structure_hash", "spacegroup",
+    "n_hops", "n_hops_predicted", "lowest_hop_em_eV",
+    "percolation_1d_eV", "percolation_2d_eV", "percolation_3d_eV",
+    "percolation_1d_vacancy_eV", "percolation_1d_dilute_eV", "passes", "model_version",
+]
+
+
+FAILURE_COLUMNS = ["item", "working_ion", "stage", "error_type", "message"]
+
+
+#: Columns of a batch part: one row per hop, a prediction or a failure.
+BATCH_COLUMNS = ["material_id", "working_ion", "hop_id", "predicted_em_eV", "uncertainty_eV",
+                 "stage", "error_type", "message"]
+
+
+def batch_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A batch's rows as a table with :data:`BATCH_COLUMNS` (fixed dtypes)."""
+    df = pd.DataFrame(rows, columns=BATCH_COLUMNS)
+    for col in ("predicted_em_eV", "uncertainty_eV"):
+        df[col] = df[col].astype("float64")
+    for col in ("material_id", "working_ion", "hop_id", "stage", "error_type", "message"):
+        df[col] = df[col].astype("object")
+    return df
+
+
+def _finite_or_inf(x: float) -> float:
+    return float(x) if x is not None and not math.isnan(x) else math.inf
+
+
+def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
+    """Ranked shortlist: the ``passes`` rows of ``structures`` with the hops that make the path.
+
+    ``path_hop_ids`` lists every hop whose label is open (in all limits) at the material's 1D
+    percolation barrier; ``path_max_uncertainty_eV`` is the largest uncertainty among them.
+    An empty shortlist keeps every column.
+    """
+    short = structures.loc[structures["passes"].astype(bool).to_numpy()].copy()
+    short.insert(0, "rank", np.arange(1, len(short) + 1))
+    paths, worst_unc = [], []
+    for _, row in short.iterrows():
+        h = hops[(hops["material_id"] == row["material_id"]) & (hops["working_ion"] == row["working_ion"])]
+        worst = h.groupby("hop_label")["predicted_em_eV"].max()
+        labels = set(worst[worst <= row["percolation_1d_eV"] + 1e-12].index)
+        sel = h[h["hop_label"].isin(labels)]
+        paths.append(sorted(sel["hop_id"].unique().tolist()))
+        worst_unc.append(float(sel["uncertainty_eV"].max()) if len(sel) else math.nan)
+    short["path_hop_ids"] = pd.Series(paths, index=short.index, dtype=object)
+    short["path_max_uncertainty_eV"] = pd.Series(worst_unc, index=short.index, dtype=float)
+    return short.reset_index(drop=True)
+
+
+def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model_version: str,
+                    threshold: float) -> dict[str, pd.DataFrame]:
+    """Hop, structure, shortlist and failure tables from per-host results and predictions."""
+
+    hop_rows, struct_rows, fail_rows = [], [], []
+    for res in host_results:
+        fail_rows.extend(res["failures"])
+        for f in res.get("extra_failures", []):
+            fail_rows.append(f)
+        if res["structure"] is None:
+            continue
+        ion = res["ion"]
+        em_by_id = {}
+        for rec in res["hops"]:
+            em, unc = predictions.get((res["item"], ion, rec["hop_id"]), (math.nan, math.nan))
+            hop_rows.append({**rec, "predicted_em_eV": em, "uncertainty_eV": unc,
+                             "model_version": model_version})
+            em_by_id[rec["hop_id"]] = em
+        perc: dict[str, dict[str, float]] = {}
+        conservative: dict[int, float] = {}
+        for limit in dict.fromkeys(r["limit"] for r in res["hops"]):
+            by_label = {r["hop_label"]: em_by_id[r["hop_id"]] for r in res["hops"] if r["limit"] == limit}
+            perc[limit] = percolation_barriers(res["edges"], by_label)
+            for lab, em in by_label.items():
+                # A hop is open only when it is open in every limit (charged and discharged).
+                prev = conservative.get(lab, -math.inf)
+                conservative[lab] = max(prev, em) if not math.isnan(em) else math.nan
+        p = percolation_barriers(res["edges"], conservative)
+        ems = [e for e in em_by_id.values() if not math.isnan(e)]
+        struct_rows.append({
+            **res["structure"],
+            "n_hops": len({r["hop_label"] for r in res["hops"]}),
+            "n_hops_predicted": len(ems),
+            "lowest_hop_em_eV": min(ems) if ems else math.nan,
+            "percolation_1d_eV": p["1D"], "percolation_2d_eV": p["2D"], "percolation_3d_eV": p["3D"],
+            "percolation_1d_vacancy_eV": perc.get("vacancy", {}).get("1D", math.inf),
+            "percolation_1d_dilute_eV": perc.get("dilute", {}).get("1D", math.inf),
+            "model_version": model_version,
+        })
+    return ranked_tables(pd.DataFrame(hop_rows, columns=HOP_COLUMNS),
+                         pd.DataFrame(struct_rows, columns=STRUCTURE_COLUMNS),
+                         pd.DataFrame(fail_rows, columns=FAILURE_COLUMNS), threshold, sort_failures=False)
+
+
+#: Sort orders of the tables: hops by barrier, materials by 1D percolation barrier.
+HOP_ORDER = ["predicted_em_eV", "material_id", "hop_id", "limit"]
+STRUCTURE_ORDER = ["percolation_1d_eV", "lowest_hop_em_eV", "material_id", "working_ion"]
+FAILURE_ORDER = ["working_ion", "item", "stage"]
+
+
+def ranked_tables(hops: pd.DataFrame, structures: pd.DataFrame, failures: pd.DataFrame, threshold: float,
+                  sort_failures: bool = True) -> dict[str, pd.DataFrame]:
+    """The four tables of a run in their schema and order, ``passes`` set for ``threshold``.
+
+    Args:
+        hops, structures, failures: rows in any order (columns beyond the schema are dropped).
+        threshold: a material passes when its 1D percolation barrier is below this (eV).
+        sort_failures: sort failures by ion and item (a screen keeps them in input order).
+
+    Returns:
+        ``hops``, ``structures``, ``shortlist`` and ``failures``.
+    """
+    hops = hops.reindex(columns=HOP_COLUMNS).sort_values(
+        HOP_ORDER, na_position="last", kind="mergesort").reset_index(drop=True)
+    structures = structures.reindex(columns=STRUCTURE_COLUMNS).copy()
+    structures["passes"] = (structures["percolation_1d_eV"].astype(float) < threshold).astype(bool)
+    structures = structures.sort_values(STRUCTURE_ORDER, kind="mergesort").reset_index(drop=True)
+    failures = failures.reindex(columns=FAILURE_COLUMNS)
+    if sort_failures:
+        failures = failures.sort_values(FAILURE_ORDER, kind="mergesort")
+    failures = failures.reset_index(drop=True)
+    return {"hops": hops, "structures": structures, "shortlist": shortlist_table(structures, hops),
+            "failures": failures}
+
+
+def counts_of(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Row counts of the four tables (as ``run.json`` reports them)."""
+    hops = tables["hops"]
+    return {"hops": len(hops), "hops_predicted": int(hops["predicted_em_eV"].notna().sum()),
+            "structures": len(tables["structures"]), "shortlist": len(tables["shortlist"]),
+            "failures": len(tables["failures"])}

@@ -1,0 +1,44 @@
+"""One name for every source: ``bundled``, ``mp`` or a path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from screener.sources.base import Source
+from screener.sources.bundled import BundledSource
+from screener.sources.files import PathSource
+from screener.sources.mp.source import MPSource
+
+log = logging.getLogger(__name__)
+
+
+def make_source(spec: str | None, **options: Any) -> Source:
+    """The source named by ``spec``: ``bundled``, ``mp`` or a path; None picks the default.
+
+    The default is ``mp`` when ``MP_API_KEY`` is set, else ``bundled``; a one-line notice says which.
+
+    Args:
+        spec: ``bundled``, ``mp``, a path, or None.
+        options: settings of the Materials Project source (``max_ehull``, ``max_sites``,
+            ``experimental_only``, ``insertion_electrodes``, ``cache``, ``offline``; see
+            :class:`screener.sources.mp.settings.MPOptions`); other sources take none and ignore them.
+    """
+    if spec is None:
+        if os.environ.get("MP_API_KEY"):
+            log.info("source: Materials Project (MP_API_KEY is set)")
+            spec = "mp"
+        else:
+            log.info("source: bundled catalogue (set MP_API_KEY to screen the Materials Project)")
+            spec = "bundled"
+    if spec == "mp":
+        return MPSource.from_env(**options)
+    flags = [k for k in ("offline", "insertion_electrodes", "experimental_only", "cache") if options.get(k)]
+    if flags:
+        log.warning("ignored for the %s source (Materials Project only): %s", spec,
+                    ", ".join("--" + k.replace("_", "-") for k in flags))
+    if spec == "bundled":
+        return BundledSource()
+    return PathSource(spec)

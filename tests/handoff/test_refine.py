@@ -1,0 +1,115 @@
+"""``screener refine``: CI-NEB with a universal ML potential as a second opinion."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from screener.sources.bundled import catalogue_dir
+from screener.cli.main import main
+from screener.handoff.refine import DISAGREEMENT_EV, REFINED_COLUMNS, merge_refined, result_row
+from screener.handoff.neb import NebResult, RefineSettings, RelaxResult
+from screener.handoff.potentials import PotentialNotInstalledError, check_potential
+
+HAVE_CHGNET = importlib.util.find_spec("chgnet") is not None
+
+
+@pytest.fixture(scope="module")
+def lfp_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A run on the bundled olivine LiFePO4 (material id ``LiFePO4.cif``)."""
+    from screener.screening.run import screen
+
+    hosts = tmp_path_factory.mktemp("hosts")
+    shutil.copy(catalogue_dir() / "LiFePO4.cif", hosts / "LiFePO4.cif")
+    out = tmp_path_factory.mktemp("run") / "run"
+    res = screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
+    assert len(res.shortlist) == 1
+    return out, hosts
+
+
+def _fake_result(em: float) -> NebResult:
+    from ase import Atoms
+
+    a = Atoms("Li", cell=[3, 3, 3], pbc=True)
+    r = RelaxResult(a, -1.0, 0.05, 3, True)
+    return NebResult(images=[a, a, a], energies_eV=[-1.0, -1.0 + em, -1.0], em_eV=em, em_reverse_eV=em,
+                     initial=r, final=r, max_force_eV_A=0.08, steps=10, converged=True, ion_shift_A=(0.0, 0.0),
+                     seconds=1.0)
+
+
+def test_rows_flag_disagreement_and_upsert():
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    st = RefineSettings()
+    near = result_row(hop, st, _fake_result(0.5 + DISAGREEMENT_EV - 0.01))
+    far = result_row(hop, st, _fake_result(0.5 + DISAGREEMENT_EV + 0.01))
+    failed = result_row(hop, st, error="BandBuildError: no")
+    assert set(near) == set(REFINED_COLUMNS)
+    assert near["disagreement"] is False and far["disagreement"] is True
+    assert far["delta_eV"] == pytest.approx(DISAGREEMENT_EV + 0.01)
+    assert math.isnan(failed["neb_em_eV"]) and failed["converged"] is False
+    old = pd.DataFrame([near, {**near, "hop_id": "h2"}, {**near, "potential": "sevenn"}], columns=REFINED_COLUMNS)
+    merged = merge_refined(old, pd.DataFrame([far], columns=REFINED_COLUMNS))
+    assert len(merged) == 3  # h1/chgnet replaced, h2/chgnet and h1/sevenn kept
+    assert merged.set_index(["hop_id", "potential"]).loc[("h1", "chgnet"), "disagreement"]
+
+
+def test_missing_potential_is_a_clear_usage_error(lfp_run, monkeypatch, capsys, caplog):
+    import screener.handoff.potentials as refine
+
+    monkeypatch.setitem(refine._MODULES, "sevenn", "no_such_module_sevenn_xyz")
+    with pytest.raises(PotentialNotInstalledError, match="pip install sevenn"):
+        check_potential("sevenn")
+    rc = main(["refine", str(lfp_run[0]), "--potential", "sevenn", "--source", str(lfp_run[1]), "--quiet"])
+    assert rc == 2
+    assert "pip install sevenn" in caplog.text
+    assert not (lfp_run[0] / "refined.parquet").exists()
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError):
+        RefineSettings(potential="mace")
+    with pytest.raises(ValueError):
+        RefineSettings(fmax=0)
+
+
+@pytest.mark.skipif(not HAVE_CHGNET, reason="chgnet not installed (pip install 'screener[refine]')")
+def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
+    """A few FIRE steps on the shortest vacancy hop: the pipeline, not the converged barrier.
+
+    The converged run (200 + 200 steps) is in benchmarks/bench_refine.py.
+    """
+    from ase.io import read
+
+    run_dir, hosts = lfp_run
+    hops = pd.read_parquet(run_dir / "hops.parquet")
+    hop = hops[hops["limit"] == "vacancy"].sort_values("length_A").iloc[0]
+    rc = main(["refine", str(run_dir), "--top", "1", "--hop", hop["hop_id"], "--sync", "--threads", "1",
+               "--images", "3", "--relax-steps", "3", "--neb-steps", "3", "--source", str(hosts), "--quiet"])
+    assert rc == 0
+    ref = pd.read_parquet(run_dir / "refined.parquet")
+    assert list(ref.columns) == REFINED_COLUMNS and len(ref) == 1
+    r = ref.iloc[0]
+    assert r["hop_id"] == hop["hop_id"] and r["potential"] == "chgnet" and r["error"] == ""
+    assert np.isfinite(r["neb_em_eV"]) and r["predicted_em_eV"] == pytest.approx(hop["predicted_em_eV"])
+    assert r["disagreement"] == (abs(r["neb_em_eV"] - r["predicted_em_eV"]) > DISAGREEMENT_EV)
+    assert r["initial_steps"] <= 3 and r["final_steps"] <= 3 and r["neb_steps"] <= 3
+    assert np.isfinite(r["e_initial_eV"]) and r["initial_max_force_eV_A"] >= 0 and r["seconds"] > 0
+    assert r["initial_ion_shift_A"] < 0.5  # the ion stays on its site while the end point relaxes
+    images = read(run_dir / r["images_path"], index=":")
+    assert len(images) == 5 and r["n_images"] == 5
+    energies = [im.get_potential_energy() for im in images]
+    assert r["neb_em_eV"] == pytest.approx(max(energies) - energies[0])
+    # export now hands out the relaxed images
+    out = tmp_path / "neb"
+    assert main(["export", str(run_dir), "--top", "1", "--out", str(out), "--source", str(hosts),
+                 "--idpp-steps", "0", "--images", "1", "--quiet"]) == 0
+    man = pd.read_csv(out / "exported.csv").set_index("hop_id")
+    assert man.loc[hop["hop_id"], "images_from"] == "refined:chgnet"
+    assert man.loc[hop["hop_id"], "n_images"] == 5

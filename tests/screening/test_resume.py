@@ -1,0 +1,232 @@
+"""Exactly-once runs: kill -9 and resume, damaged parts, a second run on the same folder, dying workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from screener.sources.bundled import catalogue_dir
+from screener.cli.main import main
+from screener.core.errors import ScreenerError
+from screener.screening.store import MANIFEST, PARTS_DIR, PartStore
+from screener.model.registry import default_model_dir
+from screener.screening.run import screen
+
+HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 4 hop rows
+TABLES = ["hops", "structures", "shortlist", "failures"]
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.skipif(not (default_model_dir() / "model.json").exists(),
+                                reason="no model: set SCREENER_MODEL_DIR"),
+              pytest.mark.usefixtures("one_torch_thread_module")]
+
+
+@pytest.fixture(scope="module")
+def host_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hosts")
+    for name in HOSTS:
+        shutil.copy(catalogue_dir() / name, d / name)
+    (d / "notes.cif").write_text("not a structure\n")  # one failure row, so exit code 3
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(host_dir, tmp_path_factory) -> Path:
+    """An uninterrupted run, one hop per batch."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    res = screen("Mg", str(host_dir), out, synchronous=True, batch_size=1)
+    assert res.run_info["resume"]["batches_run"] == 4
+    return out
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_parquet(out / f"{name}.parquet") for name in TABLES}
+
+
+def _assert_same_tables(a: Path, b: Path, exact: bool = True) -> None:
+    ta, tb = _tables(a), _tables(b)
+    for name in TABLES:
+        if exact:
+            pd.testing.assert_frame_equal(ta[name], tb[name], obj=name)
+        else:
+            pd.testing.assert_frame_equal(ta[name], tb[name], obj=name, check_exact=False,
+                                          rtol=1e-6, atol=1e-8)
+    hops = tb["hops"]
+    assert hops.groupby(["material_id", "working_ion", "hop_id"]).size().max() == 1
+    assert hops["predicted_em_eV"].notna().all()
+
+
+def _run_and_kill(args: list[str], out: Path, pattern: str, timeout: float = 180.0) -> int:
+    """Start ``python -m screener`` and SIGKILL it as soon as a file matching ``pattern`` exists."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "screener", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any((out / PARTS_DIR).glob(pattern)):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _manifest_lines(out: Path) -> list[dict]:
+    lines = []
+    for raw in (out / PARTS_DIR / MANIFEST).read_bytes().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            pass
+    return lines
+
+
+def test_kill_9_then_rerun_gives_the_uninterrupted_tables(host_dir, reference, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--chemistry", "Mg", "--source", str(host_dir), "--sync", "--batch-size", "1",
+            "--out", str(out), "--quiet"]
+    # 1st attempt: killed as soon as the first host is stored (hosts are analysed first).
+    rc = _run_and_kill(args, out, "hosts/*.json")
+    assert rc == -signal.SIGKILL
+    assert not (out / "hops.parquet").exists()
+    # 2nd attempt: killed as soon as a first batch of predictions is stored.
+    rc = _run_and_kill(args, out, "batches/*.parquet")
+    assert rc == -signal.SIGKILL
+    done = [d for d in _manifest_lines(out) if d["type"] == "batch"]
+    assert 1 <= len(done) < 4, "the kill must land mid-run for this test to mean anything"
+    # 3rd attempt: the same command finishes the work left.
+    assert main(args) == 3
+    info = json.loads((out / "run.json").read_text())["resume"]
+    assert info["hosts_from_parts"] == 2 and info["hosts_run"] == 0  # hosts run before batches
+    assert info["batches_from_parts"] == len(done) and info["batches_run"] == 4 - len(done)
+    _assert_same_tables(reference, out)
+    # Each part is recorded once, however often the run was started.
+    parts = [(d["type"], d["key"]) for d in _manifest_lines(out) if d["type"] != "run"]
+    assert len(parts) == len(set(parts)) == 6
+    # A rerun of the finished run does no work and rewrites identical tables.
+    before = {name: (out / f"{name}.parquet").read_bytes() for name in TABLES}
+    assert main(args) == 3
+    info = json.loads((out / "run.json").read_text())["resume"]
+    assert info["hosts_run"] == 0 and info["batches_run"] == 0
+    assert {name: (out / f"{name}.parquet").read_bytes() for name in TABLES} == before
+
+
+def test_torn_manifest_and_damaged_parts_are_recomputed(host_dir, reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    batches = sorted((out / PARTS_DIR / "batches").glob("*.parquet"))
+    batches[0].write_bytes(b"PAR1 damaged")  # checksum no longer matches
+    batches[1].unlink()  # listed but missing
+    with open(out / PARTS_DIR / MANIFEST, "ab") as fh:
+        fh.write(b'{"type": "batch", "key": "torn-by-kill')  # a line cut by kill -9
+    (out / PARTS_DIR / "batches" / ".x.parquet.tmp-123").write_bytes(b"left by a killed run")
+    res = screen("Mg", str(host_dir), out, synchronous=True, batch_size=1)
+    assert res.run_info["resume"]["batches_run"] == 2
+    assert res.run_info["resume"]["hosts_run"] == 0
+    assert not list((out / PARTS_DIR / "batches").glob(".*tmp*"))
+    _assert_same_tables(reference, out)
+
+
+def test_new_settings_compute_new_parts_and_old_ones_stay(host_dir, reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    res = screen("Mg", str(host_dir), out, synchronous=True, batch_size=2)  # other batches
+    assert res.run_info["resume"]["hosts_run"] == 0  # host parts do not depend on batching
+    assert res.run_info["resume"]["batches_run"] == 2
+    _assert_same_tables(reference, out, exact=False)
+    res = screen("Mg", str(host_dir), out, synchronous=True, batch_size=1)
+    assert res.run_info["resume"]["batches_run"] == 0  # the earlier batches are still there
+
+
+def test_batches_do_not_depend_on_the_order_tasks_finish():
+    import itertools
+
+    from screener.pathways.config import PathwayConfig
+    from screener.screening.run import _Batcher
+
+    results = {f"h{i}": {"item": f"m{i}", "ion": "Mg", "cell": {},
+                         "hop_specs": {f"hop{i}{j}": {} for j in range(n)}}
+               for i, n in enumerate([3, 0, 5, 1])}
+    seen = set()
+    for perm in itertools.permutations(results):
+        b = _Batcher(sorted(results), 2, PathwayConfig())
+        batches = [tuple(k for k, _ in batch) for key in perm for batch in b.add(key, results[key])]
+        assert sum(len(x) for x in batches) == 9 and len(set(batches)) == len(batches)
+        seen.add(tuple(batches))
+    assert len(seen) == 1
+
+
+def test_two_runs_cannot_write_one_folder(tmp_path):
+    with PartStore(tmp_path / "out"):
+        with pytest.raises(ScreenerError, match="another screener run"):
+            PartStore(tmp_path / "out")
+    PartStore(tmp_path / "out").close()  # released with the first store
+
+
+# ----------------------------------------------------------------------------- dying workers
+class KillWorkerOnce:
+    """Worker plugin: the worker process dies (``os._exit``) when it starts the first task whose
+    key starts with one of ``prefixes``; a marker file per prefix makes it happen once."""
+
+    name = "kill-worker-once"
+
+    def __init__(self, marker_dir: str, prefixes: tuple[str, ...]):
+        self.marker_dir = marker_dir
+        self.prefixes = prefixes
+
+    def setup(self, worker):
+        pass
+
+    def teardown(self, worker):
+        pass
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing":
+            return
+        name = key if isinstance(key, str) else str(key)
+        for prefix in self.prefixes:
+            marker = Path(self.marker_dir) / f"killed-{prefix}"
+            if name.startswith(prefix) and not marker.exists():
+                marker.write_text(name)
+                os._exit(1)
+
+
+def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(host_dir, reference, tmp_path):
+    import cloudpickle
+    from distributed import Client, LocalCluster, WorkerPlugin
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    plugin_cls = type("KillWorkerOncePlugin", (KillWorkerOnce, WorkerPlugin), {})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(plugin_cls(str(markers), ("host_pathways-", "predict_batch-")))
+        res = screen("Mg", str(host_dir), out, scheduler=cluster.scheduler_address, batch_size=1)
+    # Both kinds of task lost a worker while running...
+    assert {p.name for p in markers.iterdir()} == {"killed-host_pathways-", "killed-predict_batch-"}
+    # ...and were run again: nothing crashed, nothing missing, nothing twice.
+    info = res.run_info["resume"]
+    assert info["hosts_crashed"] == 0 and info["batches_crashed"] == 0
+    assert info["hosts_run"] == 2 and info["batches_run"] == 4
+    assert res.exit_code == 3 and list(res.failures["item"]) == ["notes.cif"]
+    _assert_same_tables(reference, out, exact=False)
+    np.testing.assert_allclose(
+        res.hops.sort_values(["material_id", "hop_id"])["predicted_em_eV"].to_numpy(),
+        _tables(reference)["hops"].sort_values(["material_id", "hop_id"])["predicted_em_eV"].to_numpy(),
+        rtol=1e-6,
+    )
