@@ -57,9 +57,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from screener.training.dataset import read_entries
     from screener.model.graphs import GraphCache
     from screener.model.predictor import BandPredictor
+    from screener.training.dataset import read_entries
 
     entries = [e for e in read_entries(args.data) if e.band is not None]
     bands = [e.band for e in entries[: args.n]]
@@ -104,7 +104,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, torch threads 1",
         "n_bands": len(bands),
         "members": len(p.members),
-        "trees": len(p.boosters),
+        "trees": len(p.tree_models),
         "bands_per_s_one_at_a_time": len(bands) / s,
         "bands_per_s_batched": len(bands) / b,
         "batched_over_single": s / b,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pymatgen.util
 from pymatgen.core import Lattice, Structure
 
-from screener.pathways.config import PathwayConfig
-from screener.pathways.search import find_pathways
 from screener.handoff.neb_io import neb_images
-from screener.pathways.percolation import percolation_barriers
 from screener.pathways.bands import build_band
+from screener.pathways.config import PathwayConfig
+from screener.pathways.percolation import percolation_barriers
+from screener.pathways.search import find_pathways
 
 PMG = Path(pymatgen.util.__file__).parent / "structures"
 

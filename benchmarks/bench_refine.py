@@ -35,11 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_refine.json"
 
 
 def main() -> None:
-    from screener.sources.bundled import catalogue_dir
     from screener.handoff.export import ExportOptions, export_run
     from screener.handoff.neb import RefineSettings
     from screener.handoff.refine import refine_run
     from screener.screening.run import screen
+    from screener.sources.bundled import catalogue_dir
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hops", choices=["vacancy-shortest", "vacancy", "all"], default="vacancy-shortest",

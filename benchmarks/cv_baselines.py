@@ -40,9 +40,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from screener.training.dataset import read_entries  # noqa: E402
 from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION, feature_matrix
-from screener.model.trees import DEFAULT_GBM_PARAMS, DescriptorModel
+from screener.model.trees import DEFAULT_BOOSTING_PARAMS, BoostingModel
+from screener.training.dataset import read_entries  # noqa: E402
 from screener.training.metrics import class_stratified_folds, regression_metrics  # noqa: E402
 
 N_FOLDS = 5
@@ -55,7 +55,7 @@ Model = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 # --------------------------------------------------------------------------- models
 def _hgb(transform: str, **params: Any) -> Model:
     def fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray) -> np.ndarray:
-        m = DescriptorModel(transform=transform, random_state=0, **params)
+        m = BoostingModel(transform=transform, random_state=0, **params)
         return m.fit(Xtr, ytr).predict(Xte)
 
     return fit_predict
@@ -84,7 +84,7 @@ _HGB_BASE = dict(learning_rate=0.05, max_iter=300, max_leaf_nodes=15, min_sample
 
 CANDIDATES: dict[str, Model] = {
     "hgb_sq": _hgb("none", loss="squared_error", **_HGB_BASE),
-    "hgb_sq_log1p": _hgb("log1p", **DEFAULT_GBM_PARAMS),  # DescriptorModel's default
+    "hgb_sq_log1p": _hgb("log1p", **DEFAULT_BOOSTING_PARAMS),  # BoostingModel's default
     "hgb_abs": _hgb("none", loss="absolute_error", **_HGB_BASE),
     "hgb_abs_log1p": _hgb("log1p", loss="absolute_error", **_HGB_BASE),
     "hgb_sq_log1p_slow": _hgb(

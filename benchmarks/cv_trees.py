@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cv_baselines import load_features  # noqa: E402
-from screener.training.dataset import read_entries  # noqa: E402
 from screener.model.trees import ForestModel  # noqa: E402
+from screener.training.dataset import read_entries  # noqa: E402
 from screener.training.metrics import class_stratified_folds, regression_metrics  # noqa: E402
 
 N_FOLDS, FOLD_SEED, INNER_FOLDS, INNER_SEED = 5, 0, 4, 1

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from screener.sources.bundled import load_catalogue  # noqa: E402
-from screener.sources.base import HostItem  # noqa: E402
 from screener.screening.tasks import default_batch_size  # noqa: E402
+from screener.sources.base import HostItem  # noqa: E402
+from screener.sources.bundled import load_catalogue  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"

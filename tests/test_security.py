@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
 from screener.core.errors import ModelLoadError
 from screener.core.files import safe_filename
 from screener.model.predictor import BandPredictor, sha256_file
 from screener.model.registry import default_model_dir
+from screener.sources.bundled import catalogue_dir
 
 SECRET = "sk-test-SECRET-XYZ"
 

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="dataset JSON (band or end-point form) or a folder holding train_bands.json")
     p.add_argument("--out", required=True, help="output model directory (created; resumes fold weights)")
-    p.add_argument("--config", help="JSON file with 'model', 'graph', 'train', 'gbm' sections")
+    p.add_argument("--config", help="JSON file with 'model', 'graph', 'train', 'boosting', 'forest' sections")
     p.add_argument("--folds", type=int, help="number of folds (default 5)")
     p.add_argument("--epochs", type=int, help="override the largest number of epochs")
     p.add_argument("--limit", type=int, help="use only the first N entries (smoke tests)")
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", help="folder to cache band graphs between runs (default: in memory)")
     p.add_argument("--name", default="em-band", help="model name written to model.json")
     p.add_argument("--model-version", default="1", help="model version written to model.json")
-    p.add_argument("--no-gbm", action="store_true", help="ship the graph ensemble alone")
+    p.add_argument("--no-trees", action="store_true", help="ship the graph ensemble alone")
     p.set_defaults(func=run)
 
 
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from screener.training.crossval import (
         choose_blend_weight,
         crossfit_blend,
-        gbm_folds,
         run_folds,
+        tree_folds,
     )
     from screener.training.dataset import read_entries
     from screener.training.metrics import class_stratified_folds, regression_metrics
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         cfg_dict.setdefault("train", {})["epochs"] = args.epochs
     if args.threads:
         cfg_dict.setdefault("train", {})["threads"] = args.threads
-    if args.no_gbm:
-        cfg_dict["use_gbm"] = False
+    if args.no_trees:
+        cfg_dict["use_trees"] = False
     config = ExperimentConfig.from_dict(cfg_dict)
     if config.n_folds < 2:
         log.error("--folds must be at least 2")
@@ -145,16 +145,16 @@ def run(args: argparse.Namespace) -> int:
         m.load_state_dict(torch.load(fold_member_path(out / "folds", k), weights_only=True))
         members.append(m.eval())
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
-    boosters, w = [], 1.0
+    tree_models, w = [], 1.0
     fold_weights: list[float] = []
     trees = np.full_like(graph, np.nan)
     features = None
     blend = graph
-    if config.use_gbm:
+    if config.use_trees:
         from screener.model.descriptors import FEATURE_VERSION, feature_matrix
 
         features = feature_matrix([e.band for e in entries])
-        trees, boosters, per_kind, within = gbm_folds(entries, config, features)
+        trees, tree_models, per_kind, within = tree_folds(entries, config, features)
         # Shipped weight: chosen on all out-of-fold predictions. Reported metrics: each fold
         # blended with the weight chosen on the other folds, so no entry scores its own choice.
         w = choose_blend_weight(y, graph, trees)
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "per_fold_mae": [float(np.mean(np.abs(blend[folds == k] - y[folds == k])))
                          for k in range(config.n_folds)],
     }
-    if boosters:
+    if tree_models:
         metrics["trees_only"] = regression_metrics(y, trees)
         # Out of fold each entry has one graph model and one tree model of each kind, so the
         # uncertainty there is the mixture spread without the fold-to-fold part.
@@ -196,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
         "cv": metrics,
         "train_config": config.to_dict(),
     }
-    if boosters:
+    if tree_models:
         info["descriptor_feature_version"] = FEATURE_VERSION
-    predictor = BandPredictor(members, config.graph, boosters, w, info)
+    predictor = BandPredictor(members, config.graph, tree_models, w, info)
     predictor.save(out)
     write_model_card(out)
     m = metrics["blend"]

@@ -15,13 +15,13 @@ from screener.model.registry import (
     model_version_of,
     models_dir,
 )
-from screener.model.trees import DescriptorModel, ForestModel, load_tree_model
+from screener.model.trees import BoostingModel, ForestModel, load_tree_model
 
 __all__ = [
     "BandALIGNN",
     "BandModelConfig",
     "BandPredictor",
-    "DescriptorModel",
+    "BoostingModel",
     "FEATURE_NAMES",
     "ForestModel",
     "GraphCache",

@@ -60,7 +60,7 @@ class BandPredictor:
     Args:
         members: trained graph models (one per fold).
         graph_config: how bands become graphs (must match training).
-        boosters: descriptor tree models (:class:`DescriptorModel`, one per fold), or empty.
+        tree_models: descriptor tree models (:class:`BoostingModel`, one per fold), or empty.
         graph_weight: blend weight of the graph models (1.0 = graph only).
         info: free-form metadata (name, version, metrics) written to ``model.json``.
     """
@@ -69,16 +69,16 @@ class BandPredictor:
         self,
         members: list[BandALIGNN],
         graph_config: GraphConfig,
-        boosters: list[Any] | None = None,
+        tree_models: list[Any] | None = None,
         graph_weight: float = 1.0,
         info: dict[str, Any] | None = None,
     ):
-        if not members and not boosters:
+        if not members and not tree_models:
             raise ModelLoadError("a predictor needs at least one model")
         self.members = members
         self.graph_config = graph_config
-        self.boosters = list(boosters or [])
-        self.graph_weight = float(graph_weight) if self.boosters else 1.0
+        self.tree_models = list(tree_models or [])
+        self.graph_weight = float(graph_weight) if self.tree_models else 1.0
         if not members:
             self.graph_weight = 0.0
         self.info = dict(info or {})
@@ -124,10 +124,10 @@ class BandPredictor:
             g_all = np.stack([predict_pairs(m, pairs, batch_size, self.device) for m in self.members])
         else:
             g_all = np.zeros((1, n))
-        if self.boosters:
+        if self.tree_models:
 
             X = feature_matrix(bands)
-            both = [predict_with_spread(b, X) for b in self.boosters]
+            both = [predict_with_spread(b, X) for b in self.tree_models]
             t_all = np.stack([p for p, _ in both])
             t_within = np.mean([sd**2 for _, sd in both], axis=0)
         else:
@@ -140,7 +140,7 @@ class BandPredictor:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        """Write the model directory (weights, boosters, ``model.json`` with sha256 sums)."""
+        """Write the model directory (weights, tree_models, ``model.json`` with sha256 sums)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         files: dict[str, str] = {}
@@ -149,7 +149,7 @@ class BandPredictor:
                      for i, m in enumerate(self.members)}
             torch.save(state, d / "weights.pt")
             files["weights.pt"] = sha256_file(d / "weights.pt")
-        for i, b in enumerate(self.boosters):
+        for i, b in enumerate(self.tree_models):
             name = f"trees_{i}.npz"
             b.save(d / name)
             files[name] = sha256_file(d / name)
@@ -159,7 +159,7 @@ class BandPredictor:
             "n_members": len(self.members),
             "model": self.members[0].config.to_dict() if self.members else None,
             "graph": self.graph_config.__dict__,
-            "n_boosters": len(self.boosters),
+            "n_tree_models": len(self.tree_models),
             "graph_weight": self.graph_weight,
             "files": files,
         }
@@ -200,16 +200,17 @@ class BandPredictor:
                 m.load_state_dict(state[f"member{i}"])
                 m.eval()
                 members.append(m)
-        boosters = []
-        if meta.get("n_boosters", 0):
+        tree_models = []
+        n_trees = int(meta.get("n_tree_models", meta.get("n_boosters", 0)))  # "n_boosters": before 0.3
+        if n_trees:
 
             try:
-                boosters = [load_tree_model(d / f"trees_{i}.npz") for i in range(int(meta["n_boosters"]))]
+                tree_models = [load_tree_model(d / f"trees_{i}.npz") for i in range(n_trees)]
             except ValueError as exc:
                 raise ModelLoadError(f"descriptor models in {d}: {exc}") from exc
         info = {k: v for k, v in meta.items()
-                if k not in {"model", "graph", "files", "n_members", "n_boosters", "graph_weight"}}
-        pred = cls(members, GraphConfig(**meta["graph"]), boosters, meta.get("graph_weight", 1.0), info)
+                if k not in {"model", "graph", "files", "n_members", "n_tree_models", "n_boosters", "graph_weight"}}
+        pred = cls(members, GraphConfig(**meta["graph"]), tree_models, meta.get("graph_weight", 1.0), info)
         return pred.to(device)
 
 

@@ -1,6 +1,6 @@
 """Tree models on the band descriptors, saved without pickle.
 
-:class:`ForestModel` (extra-trees, the members of the shipped model) and :class:`DescriptorModel`
+:class:`ForestModel` (extra-trees, the members of the shipped model) and :class:`BoostingModel`
 (histogram gradient boosting, a baseline) are fitted with scikit-learn on
 :func:`~screener.model.descriptors.feature_matrix` and saved as plain numpy arrays (``np.savez``,
 read back with ``allow_pickle=False``); the saved trees are evaluated by a small numpy tree walker,
@@ -42,10 +42,10 @@ def _inverse(transform: str, raw: np.ndarray) -> np.ndarray:
     return raw
 
 
-#: Default ``HistGradientBoostingRegressor`` settings of :class:`DescriptorModel` (with the
+#: Default ``HistGradientBoostingRegressor`` settings of :class:`BoostingModel` (with the
 #: ``log1p`` target transform): the setting chosen most often by the inner CV of
 #: ``benchmarks/cv_baselines.py``.
-DEFAULT_GBM_PARAMS: dict[str, Any] = {
+DEFAULT_BOOSTING_PARAMS: dict[str, Any] = {
     "loss": "squared_error",
     "learning_rate": 0.05,
     "max_iter": 300,
@@ -79,7 +79,7 @@ def _walk_trees(X: np.ndarray, offsets: np.ndarray, feature: np.ndarray, thresho
     return node
 
 
-class DescriptorModel:
+class BoostingModel:
     """Gradient-boosted trees on :func:`band_features`, savable without pickle.
 
     Fitting uses scikit-learn's ``HistGradientBoostingRegressor``; the fitted trees are then
@@ -91,14 +91,14 @@ class DescriptorModel:
             ``expm1``) or ``"sqrt"`` (fit on ``sqrt(Em)``, predict the square); transformed
             predictions are never below 0.
         **params: keyword arguments of ``HistGradientBoostingRegressor``, overriding
-            :data:`DEFAULT_GBM_PARAMS` (``loss`` may be ``squared_error``, ``absolute_error`` or
+            :data:`DEFAULT_BOOSTING_PARAMS` (``loss`` may be ``squared_error``, ``absolute_error`` or
             ``quantile``: losses with an identity link).
     """
 
     def __init__(self, transform: str = "log1p", **params: Any) -> None:
         if transform not in _TRANSFORMS:
             raise ValueError(f"transform must be one of {_TRANSFORMS}, got {transform!r}")
-        params = {**DEFAULT_GBM_PARAMS, **params}
+        params = {**DEFAULT_BOOSTING_PARAMS, **params}
         loss = params["loss"]
         if loss not in ("squared_error", "absolute_error", "quantile"):
             raise ValueError(f"loss {loss!r} has no identity link; not supported")
@@ -125,7 +125,7 @@ class DescriptorModel:
             raise ValueError(f"X must be (n, {len(self.feature_names)}), got {X.shape}")
         return X
 
-    def fit(self, bands_or_X: Any, y: Sequence[float] | np.ndarray) -> DescriptorModel:
+    def fit(self, bands_or_X: Any, y: Sequence[float] | np.ndarray) -> BoostingModel:
         """Fit on bands (features computed here), a feature frame or a feature matrix.
 
         Args:
@@ -204,7 +204,7 @@ class DescriptorModel:
             np.savez(fh, **self._trees, **meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> DescriptorModel:
+    def load(cls, path: str | Path) -> BoostingModel:
         """Read a model written by :meth:`save` (``allow_pickle=False``).
 
         Raises:
@@ -246,7 +246,7 @@ class ForestModel:
     with :meth:`load` predicts exactly what the fitted model predicted.
 
     Args:
-        transform: ``"none"``, ``"log1p"`` or ``"sqrt"`` (see :class:`DescriptorModel`).
+        transform: ``"none"``, ``"log1p"`` or ``"sqrt"`` (see :class:`BoostingModel`).
         **params: keyword arguments of ``ExtraTreesRegressor`` overriding :data:`DEFAULT_FOREST_PARAMS`.
     """
 
@@ -262,10 +262,10 @@ class ForestModel:
         self._trees: dict[str, np.ndarray] | None = None
 
     def fit(self, bands_or_X: Any, y: Sequence[float] | np.ndarray) -> ForestModel:
-        """Fit on bands, a feature frame or a feature matrix (see :meth:`DescriptorModel.fit`)."""
+        """Fit on bands, a feature frame or a feature matrix (see :meth:`BoostingModel.fit`)."""
         from sklearn.ensemble import ExtraTreesRegressor
 
-        X = DescriptorModel._as_matrix(self, bands_or_X)  # same input handling
+        X = BoostingModel._as_matrix(self, bands_or_X)  # same input handling
         yt = _forward(self.transform, y)
         est = ExtraTreesRegressor(**self.params).fit(X, yt)
         feats, thr, left, right, value, offsets = [], [], [], [], [], [0]
@@ -298,7 +298,7 @@ class ForestModel:
 
     def predict(self, bands_or_X: Any) -> np.ndarray:
         """Predicted barriers (eV)."""
-        raw = self._raw_predict(DescriptorModel._as_matrix(self, bands_or_X))
+        raw = self._raw_predict(BoostingModel._as_matrix(self, bands_or_X))
         return _inverse(self.transform, raw)
 
     def predict_spread(self, bands_or_X: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -307,7 +307,7 @@ class ForestModel:
         The spread of the trees (each tree's leaf value, back-transformed) is the forest's own
         uncertainty: large where the training data say little about a band.
         """
-        raw = self._leaf_values(DescriptorModel._as_matrix(self, bands_or_X))
+        raw = self._leaf_values(BoostingModel._as_matrix(self, bands_or_X))
         return _inverse(self.transform, raw.mean(axis=1)), _inverse(self.transform, raw).std(axis=1)
 
     def save(self, path: str | Path) -> None:
@@ -347,7 +347,7 @@ DEFAULT_FOREST_PARAMS: dict[str, Any] = {
 }
 
 
-def predict_with_spread(model: DescriptorModel | ForestModel, X: Any) -> tuple[np.ndarray, np.ndarray]:
+def predict_with_spread(model: BoostingModel | ForestModel, X: Any) -> tuple[np.ndarray, np.ndarray]:
     """Predictions of a tree model and the spread of its single trees (zeros for boosting,
     whose trees are not predictions on their own)."""
     if isinstance(model, ForestModel):
@@ -356,8 +356,8 @@ def predict_with_spread(model: DescriptorModel | ForestModel, X: Any) -> tuple[n
     return pred, np.zeros(len(pred))
 
 
-def load_tree_model(path: str | Path) -> DescriptorModel | ForestModel:
+def load_tree_model(path: str | Path) -> BoostingModel | ForestModel:
     """Load a descriptor tree model of either kind from its ``.npz``."""
     with np.load(path, allow_pickle=False) as z:
         kind = str(z["kind"]) if "kind" in z.files else "hist_gradient_boosting"
-    return ForestModel.load(path) if kind == "extra_trees" else DescriptorModel.load(path)
+    return ForestModel.load(path) if kind == "extra_trees" else BoostingModel.load(path)

@@ -103,7 +103,7 @@ def _failed_host(h: _HostInput, exc: BaseException) -> dict[str, Any]:
             "failures": [failure_row(h.item, h.ion, exc, "pathways")], "structure": None}
 
 
-class _Batcher:
+class Batcher:
     """Cuts batches from the hops of the hosts in a fixed order, as soon as they are known.
 
     A batch is emitted once every host before its last hop has a result, so a batch's content
@@ -286,7 +286,7 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                   quiet: bool, timings: dict[str, float]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Run the host and batch tasks still to do, store them, and assemble the tables."""
 
-    batcher = _Batcher(order, batch_size, pw_config)
+    batcher = Batcher(order, batch_size, pw_config)
     batches: list[tuple[str, list[tuple[str, str, str]]]] = []
     batch_keys: dict[str, list[tuple[str, str, str]]] = {}
     in_memory: dict[str, pd.DataFrame] = {}

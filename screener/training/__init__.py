@@ -4,8 +4,8 @@ from screener.training.card import write_model_card
 from screener.training.crossval import (
     choose_blend_weight,
     crossfit_blend,
-    gbm_folds,
     run_folds,
+    tree_folds,
 )
 from screener.training.dataset import Entry, entry_from_record, read_entries
 from screener.training.metrics import (
@@ -24,7 +24,7 @@ __all__ = [
     "class_stratified_folds",
     "crossfit_blend",
     "entry_from_record",
-    "gbm_folds",
+    "tree_folds",
     "read_entries",
     "regression_metrics",
     "run_folds",

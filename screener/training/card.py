@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from screener.model.trees import DescriptorModel, ForestModel
+from screener.model.trees import BoostingModel, ForestModel
 
 _METRIC_COLUMNS = [
     ("mae", "MAE (eV)"), ("rmse", "RMSE (eV)"), ("r2", "R²"), ("spearman", "Spearman"),
@@ -30,12 +30,12 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 def _tree_text(tc: dict[str, Any]) -> str:
     """Which tree models were fitted, on which target transform."""
 
-    names = {"hist_gradient_boosting": ("HistGradientBoosting", "gbm", DescriptorModel().transform),
+    names = {"hist_gradient_boosting": ("HistGradientBoosting", "boosting", BoostingModel().transform),
              "extra_trees": ("ExtraTrees", "forest", ForestModel().transform)}
     parts = []
     for kind in tc.get("tree_kinds", ()):
         label, key, default = names.get(kind, (kind, "", "none"))
-        transform = (tc.get(key) or {}).get("transform", default)
+        transform = (tc.get(key) or tc.get("gbm" if key == "boosting" else key) or {}).get("transform", default)
         parts.append(f"scikit-learn {label} on {transform}(Em)" if transform != "none"
                      else f"scikit-learn {label} on Em")
     return " and ".join(parts) or "none"
@@ -76,7 +76,7 @@ from the migration band (host + the ion at 5 linearly interpolated images).
   `{(meta.get('model') or {}).get('readout')}`; hidden width {(meta.get('model') or {}).get('hidden_features')};
   {(meta.get('model') or {}).get('alignn_layers')} ALIGNN + {(meta.get('model') or {}).get('gcn_layers')} GCN layers),
   one per cross-validation fold.
-- {meta.get('n_boosters', 0)} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band
+- {meta.get('n_tree_models', meta.get('n_boosters', 0))} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band
   descriptors (hop length, ion–host distances along the path, ion and host chemistry), per fold.
 - Blend: Em = {meta.get('graph_weight'):.2f} × graph + {1 - meta.get('graph_weight', 1):.2f} × trees (weight chosen on
   the out-of-fold predictions; the cross-validation rows below score each fold with the weight chosen

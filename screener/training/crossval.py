@@ -15,7 +15,7 @@ import torch
 from screener.model.alignn import BandALIGNN
 from screener.model.graphs import GraphCache
 from screener.model.inference import default_device, predict_pairs
-from screener.model.trees import DescriptorModel, ForestModel, predict_with_spread
+from screener.model.trees import BoostingModel, ForestModel, predict_with_spread
 from screener.training.dataset import Entry
 from screener.training.metrics import class_stratified_folds, regression_metrics
 from screener.training.trainer import ExperimentConfig, train_model
@@ -83,7 +83,7 @@ def run_folds(
     return df
 
 
-def gbm_folds(
+def tree_folds(
     entries: list[Entry], config: ExperimentConfig, features: pd.DataFrame
 ) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
     """Out-of-fold predictions and per-fold descriptor tree models.
@@ -98,7 +98,7 @@ def gbm_folds(
         predictions on their own).
     """
 
-    makers = {"hist_gradient_boosting": lambda: DescriptorModel(**config.gbm),
+    makers = {"hist_gradient_boosting": lambda: BoostingModel(**config.boosting),
               "extra_trees": lambda: ForestModel(**config.forest)}
     entries = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)

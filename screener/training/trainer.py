@@ -58,7 +58,7 @@ class TrainConfig:
 class ExperimentConfig:
     """Everything ``screener train`` needs: model, graphs, optimisation, descriptor trees.
 
-    ``gbm`` holds keyword arguments of :class:`screener.model.trees.DescriptorModel`
+    ``boosting`` holds keyword arguments of :class:`screener.model.trees.BoostingModel`
     (``transform`` and ``HistGradientBoostingRegressor`` parameters) and ``forest`` those of
     :class:`screener.model.trees.ForestModel` (``transform`` and ``ExtraTreesRegressor``
     parameters); empty means their defaults. ``tree_kinds`` says which of the two are fitted.
@@ -67,9 +67,9 @@ class ExperimentConfig:
     model: BandModelConfig = field(default_factory=BandModelConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    gbm: dict[str, Any] = field(default_factory=dict)
+    boosting: dict[str, Any] = field(default_factory=dict)
     forest: dict[str, Any] = field(default_factory=dict)
-    use_gbm: bool = True
+    use_trees: bool = True
     tree_kinds: tuple[str, ...] = ("extra_trees",)
     n_folds: int = 5
     fold_seed: int = 0
@@ -81,9 +81,9 @@ class ExperimentConfig:
             model=BandModelConfig.from_dict(d.get("model", {})),
             graph=GraphConfig(**d.get("graph", {})),
             train=TrainConfig.from_dict(d.get("train", {})),
-            gbm=dict(d.get("gbm", {})),
+            boosting=dict(d.get("boosting", d.get("gbm", {}))),  # "gbm": configs before 0.3
             forest=dict(d.get("forest", {})),
-            use_gbm=bool(d.get("use_gbm", True)),
+            use_trees=bool(d.get("use_trees", d.get("use_gbm", True))),
             tree_kinds=tuple(d.get("tree_kinds", ("extra_trees",))),
             n_folds=int(d.get("n_folds", 5)),
             fold_seed=int(d.get("fold_seed", 0)),
@@ -95,9 +95,9 @@ class ExperimentConfig:
             "model": self.model.to_dict(),
             "graph": asdict(self.graph),
             "train": asdict(self.train),
-            "gbm": dict(self.gbm),
+            "boosting": dict(self.boosting),
             "forest": dict(self.forest),
-            "use_gbm": self.use_gbm,
+            "use_trees": self.use_trees,
             "tree_kinds": list(self.tree_kinds),
             "n_folds": self.n_folds,
             "fold_seed": self.fold_seed,

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers_dataset import dataset_records
 
 from screener.cli.main import main
 from screener.core.errors import ModelLoadError
 from screener.model.predictor import BandPredictor
+from tests.helpers_dataset import dataset_records
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_training_writes_a_loadable_model(trained):
                  "trees_0.npz", "trees_1.npz"]:
         assert (out / name).exists(), name
     meta = json.loads((out / "model.json").read_text())
-    assert meta["n_members"] == 2 and meta["n_boosters"] == 2  # 2 folds x extra-trees
+    assert meta["n_members"] == 2 and meta["n_tree_models"] == 2  # 2 folds x extra-trees
     assert 0.0 <= meta["graph_weight"] <= 1.0
     # the reported blend uses, on each fold, the weight chosen on the other fold
     cv = meta["cv"]
@@ -55,7 +55,7 @@ def test_training_writes_a_loadable_model(trained):
 def test_training_is_seeded(trained, tmp_path):
     data, out = trained
     rc = main(["train", "--data", str(data), "--out", str(tmp_path / "again"), "--folds", "2",
-               "--epochs", "2", "--threads", "1", "--no-gbm"])
+               "--epochs", "2", "--threads", "1", "--no-trees"])
     assert rc == 0
     a = pd.read_csv(out / "oof_predictions.csv")["pred_graph"].to_numpy()
     b = pd.read_csv(tmp_path / "again" / "oof_predictions.csv")["pred_graph"].to_numpy()

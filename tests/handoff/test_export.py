@@ -12,12 +12,23 @@ import pytest
 from ase import Atoms
 from ase.io import read
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
-from screener.handoff.export import MANIFEST_COLUMNS, ExportOptions, export_run, regenerate_bands, select_hops
-from screener.handoff.neb_io import closest_contact, hop_folder_name, neb_images, species_grouped
-from screener.screening.rundir import load_run
 from screener.core.files import safe_filename
+from screener.handoff.export import (
+    MANIFEST_COLUMNS,
+    ExportOptions,
+    export_run,
+    regenerate_bands,
+    select_hops,
+)
+from screener.handoff.neb_io import (
+    closest_contact,
+    hop_folder_name,
+    neb_images,
+    species_grouped,
+)
+from screener.screening.rundir import load_run
+from screener.sources.bundled import catalogue_dir
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +168,8 @@ def test_files_run_without_source_is_a_usage_error(lfp_run, tmp_path):
 
 
 def test_file_runs_record_their_folder_so_export_needs_no_source(tmp_path):
-    from screener.screening.rundir import load_run, source_spec_of
     from screener.screening.run import screen
+    from screener.screening.rundir import load_run, source_spec_of
 
     hosts = tmp_path / "hosts"
     hosts.mkdir()

@@ -11,11 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
-from screener.handoff.refine import DISAGREEMENT_EV, REFINED_COLUMNS, merge_refined, result_row
 from screener.handoff.neb import NebResult, RefineSettings, RelaxResult
 from screener.handoff.potentials import PotentialNotInstalledError, check_potential
+from screener.handoff.refine import (
+    DISAGREEMENT_EV,
+    REFINED_COLUMNS,
+    merge_refined,
+    result_row,
+)
+from screener.sources.bundled import catalogue_dir
 
 HAVE_CHGNET = importlib.util.find_spec("chgnet") is not None
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
+from screener.sources.bundled import catalogue_dir
 
 HOSTS = {"sub/LiFePO4.cif": "LiFePO4.cif"}
 

@@ -1,4 +1,4 @@
-"""Tests of the band descriptors and the pickle-free descriptor GBM."""
+"""Tests of the band descriptors and the pickle-free tree models on them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from screener.core.band import Band
-from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION, anion_elements, band_features, feature_matrix
-from screener.model.trees import DescriptorModel
+from screener.model.descriptors import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    anion_elements,
+    band_features,
+    feature_matrix,
+)
+from screener.model.trees import BoostingModel
+
 
 @pytest.fixture(autouse=True)
 def _one_openmp_thread():
@@ -117,7 +124,7 @@ def test_descriptor_model_roundtrip(tmp_path: Path) -> None:
     X[rng.random(X.shape) < 0.05] = np.nan
     y = np.exp(0.5 * np.nan_to_num(X[:, 0]) + 0.2 * rng.normal(size=120))
     for transform, loss in (("log1p", "squared_error"), ("none", "absolute_error")):
-        model = DescriptorModel(transform=transform, loss=loss, max_iter=40, max_leaf_nodes=8,
+        model = BoostingModel(transform=transform, loss=loss, max_iter=40, max_leaf_nodes=8,
                                 random_state=0)
         model.fit(X, y)
         p = model.predict(X)
@@ -133,7 +140,7 @@ def test_descriptor_model_roundtrip(tmp_path: Path) -> None:
 
         path = tmp_path / f"model_{transform}.npz"
         model.save(path)
-        loaded = DescriptorModel.load(path)
+        loaded = BoostingModel.load(path)
         assert np.array_equal(loaded.predict(X), p)
         assert loaded.n_trees == model.n_trees == 40
         assert loaded.params == model.params
@@ -144,7 +151,7 @@ def test_descriptor_model_roundtrip(tmp_path: Path) -> None:
 
 def test_descriptor_model_on_bands() -> None:
     bands = [_rocksalt_band()] * 4
-    model = DescriptorModel(max_iter=5, min_samples_leaf=1, random_state=0)
+    model = BoostingModel(max_iter=5, min_samples_leaf=1, random_state=0)
     model.fit(bands, [0.5, 0.6, 0.7, 0.8])
     assert model.predict(bands).shape == (4,)
 
@@ -152,8 +159,8 @@ def test_descriptor_model_on_bands() -> None:
 def test_forest_model_predicts_what_sklearn_predicts_and_round_trips(tmp_path):
     from sklearn.ensemble import ExtraTreesRegressor
 
-    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel, load_tree_model
     from screener.model.descriptors import FEATURE_NAMES
+    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel, load_tree_model
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, len(FEATURE_NAMES)))
@@ -170,8 +177,8 @@ def test_forest_model_predicts_what_sklearn_predicts_and_round_trips(tmp_path):
 def test_forest_sqrt_transform_and_tree_spread(tmp_path):
     from sklearn.ensemble import ExtraTreesRegressor
 
-    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel, load_tree_model
     from screener.model.descriptors import FEATURE_NAMES
+    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel, load_tree_model
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(120, len(FEATURE_NAMES)))

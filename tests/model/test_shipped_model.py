@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from screener.sources.bundled import catalogue_dir
-from screener.pathways.search import find_pathways
-from screener.sources.files import read_structure
 from screener.model.predictor import BandPredictor
 from screener.model.registry import default_model_dir, models_dir
 from screener.pathways.bands import build_band
+from screener.pathways.search import find_pathways
+from screener.sources.bundled import catalogue_dir
+from screener.sources.files import read_structure
 
 SHIPPED = models_dir() / "em-band-v2"
 

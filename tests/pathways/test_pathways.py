@@ -12,16 +12,24 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
-from screener.core.band import Band
 from screener.cli.main import main
-from screener.core.errors import BandBuildError, BandTooLargeError, CloseContactError, DisorderedStructureError, NoHopsError, NoHostFrameworkError, NoWorkingIonError, StructureReadError
-from screener.pathways.config import DEFAULT_MIN_WIDTH, PathwayConfig
-from screener.core.errors import PathwayError
-from screener.pathways.supercell import perp_widths
+from screener.core.band import Band
+from screener.core.errors import (
+    BandTooLargeError,
+    CloseContactError,
+    DisorderedStructureError,
+    NoHopsError,
+    NoHostFrameworkError,
+    NoWorkingIonError,
+    PathwayError,
+    StructureReadError,
+)
 from screener.pathways.bands import build_band
 from screener.pathways.checks import check_structure
-from screener.pathways.search import find_pathways
+from screener.pathways.config import DEFAULT_MIN_WIDTH, PathwayConfig
 from screener.pathways.percolation import percolation_dimension
+from screener.pathways.search import find_pathways
+from screener.pathways.supercell import perp_widths
 
 DATASET = Path(__file__).resolve().parents[3] / "shared/data/em-dataset/train_bands.json"
 

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from screener.pathways.config import PathwayConfig
+from screener.pathways.percolation import (
+    component_translations,
+    percolation_barriers,
+    percolation_dimension,
+)
 from screener.pathways.search import find_pathways
-from screener.pathways.percolation import component_translations, percolation_barriers, percolation_dimension
 
 INF = math.inf
 X, Y, Z, O = (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0)

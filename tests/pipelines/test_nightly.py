@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.helpers_mp import VALID_KEY, StandIn, catalogue_docs, no_internet  # noqa: F401
 
-from pipelines.results import ResultsDataset
-from screener.sources.incremental import SnapshotSource
 from pipelines.nightly import main
+from pipelines.results import ResultsDataset
 from screener.sources.files import PathSource
+from screener.sources.incremental import SnapshotSource
+from tests.helpers_mp import VALID_KEY, StandIn, catalogue_docs, no_internet  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_internet")
 

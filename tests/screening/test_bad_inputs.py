@@ -13,11 +13,11 @@ import pytest
 from pymatgen.core import Structure
 from pymatgen.io.vasp import Poscar
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
-from screener.pathways.config import PathwayConfig
 from screener.model.registry import default_model_dir
+from screener.pathways.config import PathwayConfig
 from screener.screening.tasks import host_pathways
+from screener.sources.bundled import catalogue_dir
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 GOOD = ["MgCr2O4.cif", "MgTi2S4.cif"]

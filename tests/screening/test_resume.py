@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import main
 from screener.core.errors import ScreenerError
-from screener.screening.store import MANIFEST, PARTS_DIR, PartStore
 from screener.model.registry import default_model_dir
 from screener.screening.run import screen
+from screener.screening.store import MANIFEST, PARTS_DIR, PartStore
+from screener.sources.bundled import catalogue_dir
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 4 hop rows
 TABLES = ["hops", "structures", "shortlist", "failures"]
@@ -155,14 +155,14 @@ def test_batches_do_not_depend_on_the_order_tasks_finish():
     import itertools
 
     from screener.pathways.config import PathwayConfig
-    from screener.screening.run import _Batcher
+    from screener.screening.run import Batcher
 
     results = {f"h{i}": {"item": f"m{i}", "ion": "Mg", "cell": {},
                          "hop_specs": {f"hop{i}{j}": {} for j in range(n)}}
                for i, n in enumerate([3, 0, 5, 1])}
     seen = set()
     for perm in itertools.permutations(results):
-        b = _Batcher(sorted(results), 2, PathwayConfig())
+        b = Batcher(sorted(results), 2, PathwayConfig())
         batches = [tuple(k for k, _ in batch) for key in perm for batch in b.add(key, results[key])]
         assert sum(len(x) for x in batches) == 9 and len(set(batches)) == len(batches)
         seen.add(tuple(batches))

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from screener.sources.bundled import catalogue_dir
 from screener.cli.main import build_parser, main
-from screener.screening.tables import FAILURE_COLUMNS, HOP_COLUMNS, STRUCTURE_COLUMNS
 from screener.screening.run import screen
+from screener.screening.tables import FAILURE_COLUMNS, HOP_COLUMNS, STRUCTURE_COLUMNS
+from screener.sources.bundled import catalogue_dir
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif", "LiCoO2.cif"]
 

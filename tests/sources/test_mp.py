@@ -15,12 +15,23 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from tests.helpers_mp import (VALID_KEY, StandIn, catalogue_docs, electrode_docs, no_internet,  # noqa: F401
-                        summary_doc)
 
 from screener.cli.main import main
-from screener.sources.mp.settings import MPAuthError, MPOptions, MPSourceError, read_api_key
+from screener.sources.mp.settings import (
+    MPAuthError,
+    MPOptions,
+    MPSourceError,
+    read_api_key,
+)
 from screener.sources.mp.source import MPSource
+from tests.helpers_mp import (  # noqa: F401
+    VALID_KEY,
+    StandIn,
+    catalogue_docs,
+    electrode_docs,
+    no_internet,
+    summary_doc,
+)
 
 pytestmark = pytest.mark.usefixtures("no_internet")
 

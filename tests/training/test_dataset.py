@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from tests.helpers_dataset import dataset_records
 from pymatgen.core import Lattice, Structure
 
 from screener import Band, read_entries
 from screener.core.band import structure_to_jarvis_dict
-from screener.training.dataset import entry_from_record
 from screener.core.errors import BandBuildError
+from screener.training.dataset import entry_from_record
+from tests.helpers_dataset import dataset_records
 
 
 def _same_sites(a: Structure, b: Structure) -> float:
