@@ -140,6 +140,29 @@ def execution_problems(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def screen_settings(args: argparse.Namespace, log: logging.Logger) -> tuple[list[str], Any] | None:
+    """The working ions and pathway settings of ``run`` and ``nightly``, checked before any work.
+
+    Returns:
+        ``(ions, PathwayConfig)``, or None after logging every problem (the command exits 2).
+    """
+    from screener.core.chemistry import parse_chemistry
+
+    problems = execution_problems(args)
+    ions, pw = [], None
+    try:
+        ions = parse_chemistry(args.chemistry)
+    except ValueError as exc:
+        problems.append(f"--chemistry: {exc}")
+    try:
+        pw = pathway_config(args)
+    except ValueError as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        log.error("%s", problem)
+    return None if problems else (ions, pw)
+
+
 def screen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`screener.screen` from :func:`add_execution_options`."""
     return dict(workers=args.workers, scheduler=args.scheduler, synchronous=args.sync,

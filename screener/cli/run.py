@@ -14,10 +14,9 @@ from screener.cli.options import (
     add_execution_options,
     add_mp_options,
     add_pathway_options,
-    execution_problems,
     mp_options,
-    pathway_config,
     screen_kwargs,
+    screen_settings,
 )
 from screener.core.errors import ModelLoadError, ScreenerError
 
@@ -79,20 +78,13 @@ def _summary(result, top: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``screener run``; returns the exit code."""
-    from screener.core.chemistry import parse_chemistry
     from screener.screening.run import screen
     from screener.sources.factory import make_source
 
-    problems = execution_problems(args)
-    try:
-        ions = parse_chemistry(args.chemistry)
-        pw = pathway_config(args)
-    except ValueError as exc:
-        problems.append(str(exc))
-    if problems:
-        for problem in problems:
-            log.error("%s", problem)
+    checked = screen_settings(args, log)
+    if checked is None:
         return EXIT_USAGE
+    ions, pw = checked
     try:
         source = make_source(args.source, **mp_options(args))
         kwargs = dict(screen_kwargs(args), pathways=pw, quiet=args.quiet)
