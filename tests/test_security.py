@@ -38,7 +38,7 @@ def test_the_api_key_never_reaches_logs_outputs_or_parquet_metadata(tmp_path, mo
     rc = main(["-v", "run", "--chemistry", "Mg", "--source", str(hosts), "--sync", "--out", str(out)])
     assert rc == 0
     captured = capfd.readouterr()
-    assert "Shortlist" in captured.out and "tables in" in captured.out  # the summary was printed
+    assert "shortlisted" in captured.out and "tables in" in captured.out  # the summary was printed
     assert caplog.records, "DEBUG logging was captured"
     for text in (caplog.text, captured.out, captured.err):
         assert SECRET not in text

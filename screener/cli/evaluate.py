@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from screener.cli.options import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from screener.cli.options import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, HelpFormatter
 from screener.core.errors import ScreenerError
 
 log = logging.getLogger("screener.evaluate")
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
     p = sub.add_parser(
         "evaluate",
+        formatter_class=HelpFormatter,
         help="predict barriers for a dataset file (band or end-point form) and score them",
         description=(
             "Predict Em for every entry of a JSON dataset (band form 'atoms' or end-point form "

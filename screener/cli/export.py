@@ -10,6 +10,8 @@ from screener.cli.options import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    HelpFormatter,
+    add_min_width_option,
     add_run_source_argument,
 )
 from screener.core.errors import ScreenerError
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from screener.handoff.neb_io import DEFAULT_MIN_DISTANCE, DEFAULT_N_INTERMEDIATE
 
     p = sub.add_parser("export", help="write NEB-ready inputs (VASP/ASE) for the top candidates' path hops",
-                       description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `screener run`")
     p.add_argument("--top", type=int, default=5, metavar="N",
                    help="export the path hops of the N best-ranked shortlisted materials (default: %(default)s)")
@@ -63,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="export IDPP images even where `screener refine` stored relaxed ones")
     p.add_argument("--potential", default=None,
                    help="prefer refined images of this potential (default: the newest refinement of each hop)")
+    add_min_width_option(p, default=None, what=" (default: the run's, 9.5 Å unless `run --min-width` "
+                                               "said otherwise); hop ids do not depend on it")
+    p.add_argument("--no-vasp-inputs", action="store_true",
+                   help="with --format vasp, write only the image folders, without the INCAR and "
+                        "KPOINTS stub for a CI-NEB")
     add_run_source_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -73,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
     from screener.core.progress import progress_bar
     from screener.handoff.export import ExportOptions, export_run
 
-    if args.top < 1 or args.images < 1 or args.idpp_steps < 0:
-        log.error("--top and --images must be positive, --idpp-steps non-negative")
+    if args.top < 1 or args.images < 1 or args.idpp_steps < 0 or (args.min_width is not None and args.min_width <= 0):
+        log.error("--top, --images and --min-width must be positive, --idpp-steps non-negative")
         return EXIT_USAGE
     opt = ExportOptions(top=args.top, fmt=args.fmt, n_intermediate=args.images, min_distance=args.min_distance,
                         idpp_steps=args.idpp_steps, use_refined=not args.no_refined,
-                        refined_potential=args.potential, source=args.source)
+                        refined_potential=args.potential, source=args.source, min_width=args.min_width,
+                        vasp_inputs=not args.no_vasp_inputs)
     t0 = time.perf_counter()
     try:
         with progress_bar(args.quiet) as progress:

@@ -8,8 +8,9 @@ import logging
 import sys
 from typing import Any
 
+from screener.cli.options import HelpFormatter, add_pathway_options, pathway_config
 from screener.core.errors import ScreenerError
-from screener.pathways.config import DEFAULT_MIN_WIDTH, LIMITS, PathwayConfig
+from screener.pathways.config import LIMITS, PathwayConfig
 from screener.pathways.network import HostPathways
 from screener.pathways.percolation import percolation_dimension
 from screener.pathways.search import find_pathways
@@ -38,34 +39,17 @@ def register(subparsers: Any) -> None:
         "hops",
         help="list the distinct hops of the working ion in structure files",
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="structure file(s) pymatgen reads: CIF, POSCAR/CONTCAR, pymatgen JSON...")
     p.add_argument("--ion", required=True,
                    help="element symbol of the working (migrating) ion, e.g. Li, Na, Mg")
-    p.add_argument("--cutoff", type=float, default=5.0, metavar="Å",
-                   help="maximum hop length between two sites of the ion, in Å "
-                        "(default: %(default)s)")
-    p.add_argument("--max-cutoff", type=float, default=7.0, metavar="Å",
-                   help="a host with no hop within --cutoff gets its nearest-neighbour hops "
-                        "(1.1 x the shortest ion-ion distance) up to this length, in Å; set it "
-                        "to --cutoff to turn this off (default: %(default)s)")
     p.add_argument("--limit", choices=[*LIMITS, "both"], default="both",
-                   help="which limit(s) to list each hop in (default: %(default)s)")
-    p.add_argument("--min-width", type=float, default=DEFAULT_MIN_WIDTH, metavar="Å",
-                   help="minimum perpendicular width of a band's supercell, in Å "
-                        "(default: %(default)s, about the median of the training bands)")
-    p.add_argument("--max-band-sites", type=int, default=1000, metavar="N",
-                   help="largest band (sites) the model would be given; larger hops are "
-                        "marked too large (default: %(default)s)")
+                   help="which limit(s) to list each hop in")
     p.add_argument("--symprec", type=float, default=0.1, metavar="Å",
-                   help="symmetry tolerance used to group equivalent hops (default: %(default)s)")
-    p.add_argument("--order-disordered", action="store_true",
-                   help="order a partially occupied structure (lowest Ewald energy, oxidation "
-                        "states guessed) instead of refusing it")
-    p.add_argument("--no-primitive", action="store_true",
-                   help="work in the cell as given instead of its primitive cell")
+                   help="symmetry tolerance used to group equivalent hops")
+    add_pathway_options(p)
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of hop objects (hop_id, length_A, limit, multiplicity, "
                         "site coordinates, band size...) instead of a table")
@@ -74,16 +58,7 @@ def register(subparsers: Any) -> None:
 
 def _config(args: argparse.Namespace) -> PathwayConfig:
     limits = LIMITS if args.limit == "both" else (args.limit,)
-    return PathwayConfig(
-        cutoff=args.cutoff,
-        max_cutoff=args.max_cutoff,
-        min_width=args.min_width,
-        max_band_sites=args.max_band_sites,
-        limits=limits,
-        symprec=args.symprec,
-        order_disordered=args.order_disordered,
-        primitive=not args.no_primitive,
-    )
+    return pathway_config(args, limits=limits, symprec=args.symprec)
 
 
 def _rows(path: str, pw: HostPathways) -> list[dict[str, Any]]:

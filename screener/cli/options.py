@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any
 
+from screener.pathways.config import DEFAULT_MIN_WIDTH
+
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_USAGE = 2
@@ -19,10 +21,11 @@ EXIT_PARTIAL = 3
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class HelpFormatter(argparse.HelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that states a default once: appended only when the text does not already say it.
 
     Options without a meaningful default (None, False, required ones) get no "(default: ...)".
+    Descriptions keep their own line breaks.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -81,21 +84,32 @@ def mp_options(args: argparse.Namespace) -> dict[str, Any]:
             "offline": args.offline}
 
 
+def add_min_width_option(p: Any, default: float | None = DEFAULT_MIN_WIDTH, what: str = "") -> None:
+    """``--min-width``: the perpendicular width of a band's supercell (Å)."""
+    p.add_argument("--min-width", type=float, default=default, metavar="Å",
+                   help="smallest perpendicular width of a hop's supercell; smaller gives smaller "
+                        "cells (fewer atoms), larger keeps periodic images of the ion apart" + what)
+
+
 def add_pathway_options(p: argparse.ArgumentParser) -> None:
-    """Hop-finding options of ``run`` and ``nightly``."""
-    g = p.add_argument_group("hops")
-    g.add_argument("--cutoff", type=float, default=5.0, help="longest hop considered (Å)")
-    g.add_argument("--max-cutoff", type=float, default=7.0,
+    """Hop-finding and supercell options of ``run``, ``nightly`` and ``hops``."""
+    g = p.add_argument_group("hops and supercells")
+    g.add_argument("--cutoff", type=float, default=5.0, metavar="Å", help="longest hop considered")
+    g.add_argument("--max-cutoff", type=float, default=7.0, metavar="Å",
                    help="a host with no hop within --cutoff gets its nearest-neighbour hops "
-                        "(1.1 x the shortest ion-ion distance) up to this length (Å); set it to "
+                        "(1.1 x the shortest ion-ion distance) up to this length; set it to "
                         "--cutoff to turn this off")
-    g.add_argument("--max-band-sites", type=int, default=1000,
+    add_min_width_option(g)
+    g.add_argument("--max-band-sites", type=int, default=1000, metavar="N",
                    help="refuse hops whose band would exceed this many sites")
+    g.add_argument("--no-primitive", action="store_true",
+                   help="keep the input cell instead of reducing it to its primitive cell (hops, "
+                        "bands and hop ids are then of the input cell)")
     g.add_argument("--order-disordered", action="store_true",
                    help="order partially occupied structures instead of refusing them")
 
 
-def pathway_config(args: argparse.Namespace) -> Any:
+def pathway_config(args: argparse.Namespace, **extra: Any) -> Any:
     """The :class:`~screener.pathways.PathwayConfig` of :func:`add_pathway_options`.
 
     Raises:
@@ -103,8 +117,9 @@ def pathway_config(args: argparse.Namespace) -> Any:
     """
     from screener.pathways.config import PathwayConfig
 
-    return PathwayConfig(cutoff=args.cutoff, max_cutoff=args.max_cutoff,
-                         max_band_sites=args.max_band_sites, order_disordered=args.order_disordered)
+    return PathwayConfig(cutoff=args.cutoff, max_cutoff=args.max_cutoff, min_width=args.min_width,
+                         max_band_sites=args.max_band_sites, order_disordered=args.order_disordered,
+                         primitive=not args.no_primitive, **extra)
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:

@@ -10,8 +10,10 @@ from screener.cli.options import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
+    HelpFormatter,
     add_run_source_argument,
 )
+from screener.cli.tables import fmt_ev, print_table
 from screener.core.errors import ScreenerError
 
 log = logging.getLogger("screener.refine")
@@ -31,7 +33,9 @@ predicted_em_eV, disagreement = |NEB - predicted| > 0.3 eV, end-point energies a
 forces, steps, converged, seconds...; rows of earlier refinements of other hops or potentials are
 kept) and the relaxed images RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which
 `screener export` then hands out instead of IDPP images. The NEB barrier never changes the
-ranking. Expect ~0.5-1 min per hop per CPU core pair (170-atom bands).
+ranking. Measured on 2 CPU cores with CHGNet: 3.5-5 min per ~170-site hop (a 3.0 Å LiFePO4 hop:
+307 s, 56 relaxation + 48 NEB steps; benchmarks/results/bench_refine.json). One hop (or --sync)
+runs in this process with a progress line per optimiser step; several hops run on Dask workers.
 
 Exit codes: 0 every hop refined (converged or not: see the converged column); 3 some hops
 failed; 2 usage error (potential not installed, no run directory, no source folder...); 1 crash."""
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = RefineSettings()
     p = sub.add_parser("refine", help="CI-NEB with an ML potential (CHGNet/SevenNet) on the top candidates' hops",
-                       description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `screener run`")
     p.add_argument("--top", type=int, default=3, metavar="N",
                    help="refine the path hops of the N best-ranked shortlisted materials (default: %(default)s)")
@@ -76,19 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _summary(table) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="ML-potential CI-NEB (second opinion; the ranking is unchanged)")
-    for col in ["material", "limit", "hop", "predicted (eV)", "NEB (eV)", "Δ", "converged", "steps", "s"]:
-        t.add_column(col)
+    rows = []
     for _, r in table.iterrows():
-        flag = " ⚠" if r["disagreement"] else ""
-        t.add_row(str(r["material_id"]), str(r["limit"]), str(r["hop_id"]), f"{r['predicted_em_eV']:.2f}",
-                  f"{r['neb_em_eV']:.2f}" if r["error"] == "" else "failed",
-                  f"{r['delta_eV']:+.2f}{flag}" if r["error"] == "" else "", "yes" if r["converged"] else "no",
-                  str(r["neb_steps"]), f"{r['seconds']:.0f}" if r["seconds"] == r["seconds"] else "")
-    Console().print(t)
+        ok = r["error"] == ""
+        rows.append([str(r["material_id"]), str(r["hop_id"]), str(r["limit"]), fmt_ev(r["predicted_em_eV"]),
+                     fmt_ev(r["neb_em_eV"]) if ok else "failed",
+                     (f"{r['delta_eV']:+.2f}" + (" !" if r["disagreement"] else "")) if ok else "",
+                     "yes" if r["converged"] else "no", str(r["neb_steps"]), fmt_ev(r["seconds"], 0)])
+    print_table("ML-potential CI-NEB (a second opinion; the ranking is unchanged)",
+                ["material", "hop", "limit", "pred eV", "NEB eV", "Δ eV", "conv", "steps", "s"], rows,
+                keep=("material", "hop"), caption="! : NEB and prediction differ by more than 0.3 eV")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from screener.cli.options import EXIT_OK, EXIT_USAGE
+from screener.cli.options import EXIT_OK, EXIT_USAGE, HelpFormatter
 from screener.core.errors import ScreenerError
 
 log = logging.getLogger("screener.report")
@@ -23,7 +23,7 @@ Exit codes: 0 written; 2 no readable run directory; 1 crash."""
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
     p = sub.add_parser("report", help="write a self-contained HTML report of a run",
-                       description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `screener run`")
     p.add_argument("--out", required=True, metavar="FILE.html", help="HTML file to write")
     p.add_argument("--top", type=int, default=50, metavar="N",

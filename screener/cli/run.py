@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 
 from screener.cli.options import (
     EXIT_OK,
@@ -18,6 +17,7 @@ from screener.cli.options import (
     screen_kwargs,
     screen_settings,
 )
+from screener.cli.tables import fmt_ev, print_table
 from screener.core.errors import ModelLoadError, ScreenerError
 
 log = logging.getLogger("screener.run")
@@ -50,35 +50,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_execution_options(p)
     add_pathway_options(p)
     add_mp_options(p)
-    p.add_argument("--top", type=int, default=10, help="rows of the shortlist shown at the end")
+    p.add_argument("--top", type=int, default=10, metavar="N",
+                   help="rows of the ranking shown at the end (every material, shortlisted or not)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table (for cron)")
     p.set_defaults(func=run)
 
 
-def _summary(result, top: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(stderr=False)
+def _summary(result, top: int, threshold: float) -> None:
+    """The top of the full ranking (shortlisted or not), then where the tables are."""
+    structures = result.structures
     short = result.shortlist
-    t = Table(title=f"Shortlist ({len(short)} of {len(result.structures)} materials; "
-                    f"{len(result.failures)} failures)")
-    for col in ["rank", "material", "formula", "ion", "1D Em (eV)", "3D Em (eV)", "± (eV)", "hops"]:
-        t.add_column(col)
-    for _, r in short.head(top).iterrows():
-        def fmt(x):
-            return "∞" if math.isinf(x) else f"{x:.2f}"
-        t.add_row(str(r["rank"]), str(r["material_id"]), str(r["formula"]), str(r["working_ion"]),
-                  fmt(r["percolation_1d_eV"]), fmt(r["percolation_3d_eV"]),
-                  f"{r['path_max_uncertainty_eV']:.2f}", str(len(r["path_hop_ids"])))
-    console.print(t)
-    if result.out is not None:
-        console.print(f"tables in {result.out}")
+    passing = set(zip(short["material_id"], short["working_ion"]))
+    rows = []
+    for i, r in enumerate(structures.head(top).itertuples(index=False), start=1):
+        unc = short[(short["material_id"] == r.material_id) & (short["working_ion"] == r.working_ion)]
+        rows.append([str(i), str(r.material_id), str(r.formula), str(r.working_ion), fmt_ev(r.percolation_1d_eV),
+                     fmt_ev(unc["path_max_uncertainty_eV"].iloc[0]) if len(unc) else "",
+                     fmt_ev(r.percolation_3d_eV), "yes" if (r.material_id, r.working_ion) in passing else ""])
+    title = (f"Top {len(rows)} of {len(structures)} materials by 1D percolation barrier; "
+             f"{len(short)} shortlisted (< {threshold:g} eV); {len(result.failures)} failures")
+    print_table(title, ["#", "material", "formula", "ion", "1D eV", "± eV", "3D eV", "short"], rows,
+                keep=("material", "formula"),
+                caption=f"tables in {result.out}" if result.out is not None else None)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``screener run``; returns the exit code."""
     from screener.screening.run import screen
+    from screener.screening.store import default_out_dir
     from screener.sources.factory import make_source
 
     checked = screen_settings(args, log)
@@ -95,12 +94,12 @@ def run(args: argparse.Namespace) -> int:
 
             result = run_incremental(ions, source, args.out, **kwargs)
         else:
-            result = screen(ions, source, args.out, **kwargs)
+            result = screen(ions, source, args.out or default_out_dir(ions), **kwargs)
     except (ModelLoadError, ScreenerError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     if not args.quiet:
-        _summary(result, args.top)
+        _summary(result, args.top, args.threshold)
     n = len(result.failures)
     if n:
         log.warning("%d input(s) failed: see %s", n, (result.out / "failures.parquet") if result.out else "failures")

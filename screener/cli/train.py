@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from screener.cli.options import EXIT_OK, EXIT_USAGE
+from screener.cli.options import EXIT_OK, EXIT_USAGE, HelpFormatter
 from screener.core.errors import ScreenerError
 
 log = logging.getLogger("screener.train")
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` sub-command."""
     p = sub.add_parser(
         "train",
+        formatter_class=HelpFormatter,
         help="train the band model by k-fold cross-validation and write a model directory",
         description=(
             "Train one band graph model per fold (folds drawn at random within each structural "

@@ -23,6 +23,7 @@ return pymatgen/ASE objects and dataframes; :func:`write_vasp_neb`, :func:`write
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -92,6 +93,9 @@ def select_hops(run: RunData, top: int) -> pd.DataFrame:
     """
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")
+    if top > len(run.shortlist):
+        log.warning("--top %d asks for more materials than the shortlist holds (%d): exporting all %d", top,
+                    len(run.shortlist), len(run.shortlist))
     short = run.shortlist.sort_values("rank", kind="mergesort").head(top)
     rows = []
     for _, s in short.iterrows():
@@ -172,11 +176,21 @@ def hop_bands(structure: Structure, ion: str, config: PathwayConfig, hop_ids: li
     return out
 
 
-def regenerate_bands(run: RunData, selected: pd.DataFrame,
-                     source: str | None = None) -> dict[tuple[str, str, str], Band | Exception]:
-    """Bands of the selected hops, keyed by ``(material_id, working_ion, hop_id)``."""
+def regenerate_bands(run: RunData, selected: pd.DataFrame, source: str | None = None,
+                     min_width: float | None = None) -> dict[tuple[str, str, str], Band | Exception]:
+    """Bands of the selected hops, keyed by ``(material_id, working_ion, hop_id)``.
+
+    Args:
+        run: the run.
+        selected: rows of :func:`select_hops`.
+        source: where to fetch the structures (default: what ``run.json`` records).
+        min_width: supercell width (Å) of the bands instead of the run's; hop ids do not depend
+            on it, so a smaller value gives smaller NEB cells of the same hops.
+    """
     spec = source_spec_of(run, source)
     config = pathway_config_of(run.info)
+    if min_width is not None:
+        config = dataclasses.replace(config, min_width=float(min_width))
     pairs = list(dict.fromkeys(zip(selected["material_id"], selected["working_ion"])))
     structures = fetch_structures(spec, pairs)
     out: dict[tuple[str, str, str], Band | Exception] = {}
@@ -235,6 +249,9 @@ class ExportOptions:
         use_refined: export ``screener refine``'s relaxed images where they exist.
         refined_potential: prefer this potential's refined images.
         source: where to fetch structures again (default: what ``run.json`` records).
+        min_width: perpendicular width (Å) of the exported supercells (default: the run's, 9.5 Å
+            unless ``run --min-width`` said otherwise); smaller gives fewer atoms.
+        vasp_inputs: write an ``INCAR`` and ``KPOINTS`` stub for a VASP CI-NEB next to the images.
     """
 
     top: int = 5
@@ -245,6 +262,8 @@ class ExportOptions:
     use_refined: bool = True
     refined_potential: str | None = None
     source: str | None = None
+    min_width: float | None = None
+    vasp_inputs: bool = True
 
 
 def _json_value(v: Any) -> Any:
@@ -288,7 +307,7 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
                 refined[(r["material_id"], r["working_ion"], r["hop_id"])] = got
         keys = list(zip(selected["material_id"], selected["working_ion"], selected["hop_id"]))
         need_bands = selected[[k not in refined for k in keys]]
-    bands = regenerate_bands(run, need_bands, opt.source) if len(need_bands) else {}
+    bands = regenerate_bands(run, need_bands, opt.source, opt.min_width) if len(need_bands) else {}
     log.info("%d hops of %d materials selected; bands rebuilt in %.1f s", len(selected),
              selected[["material_id", "working_ion"]].drop_duplicates().shape[0], time.perf_counter() - t0)
     task = progress.add_task("export", total=len(selected)) if progress is not None else None
@@ -322,7 +341,7 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
                 log.warning("%s %s: %s", r["material_id"], r["hop_id"], rec["message"])
             else:
                 if opt.fmt == "vasp":
-                    write_vasp_neb(images, out / folder)
+                    write_vasp_neb(images, out / folder, inputs=opt.vasp_inputs)
                 else:
                     write_ase_neb(images, out / folder)
                 rec.update(status="exported", folder=folder)

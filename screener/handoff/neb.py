@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,18 @@ def _freeze(atoms: Atoms) -> Atoms:
     return out
 
 
-def relax_fixed_cell(atoms: Atoms, calc: Calculator, fmax: float = 0.1, steps: int = 200) -> RelaxResult:
+#: ``on_step(phase, step, max_steps)`` after every optimiser step: phase is ``relax initial``,
+#: ``relax final`` or ``NEB``.
+StepCallback = Callable[[str, int, int], None]
+
+
+def _report_steps(opt: Any, on_step: StepCallback | None, phase: str, steps: int) -> None:
+    if on_step is not None:
+        opt.attach(lambda: on_step(phase, int(opt.nsteps), steps), interval=1)
+
+
+def relax_fixed_cell(atoms: Atoms, calc: Calculator, fmax: float = 0.1, steps: int = 200,
+                     on_step: StepCallback | None = None, phase: str = "relax") -> RelaxResult:
     """Relax atomic positions at fixed cell with FIRE (``atoms`` is not modified)."""
     from ase.optimize import FIRE
 
@@ -99,6 +111,7 @@ def relax_fixed_cell(atoms: Atoms, calc: Calculator, fmax: float = 0.1, steps: i
     n = 0
     if steps > 0:
         with FIRE(a, logfile=None) as opt:
+            _report_steps(opt, on_step, phase, steps)
             opt.run(fmax=fmax, steps=steps)
             n = int(opt.nsteps)
     frozen = _freeze(a)
@@ -137,13 +150,15 @@ class NebResult:
     seconds: float
 
 
-def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None) -> NebResult:
+def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None,
+               on_step: StepCallback | None = None) -> NebResult:
     """Relax both end points, then run a climbing-image NEB between them.
 
     Args:
         initial: host plus the ion at its initial site (ion first).
         final: the same atoms with the ion at its final site.
         settings: potential, image count, convergence and step bounds.
+        on_step: called after every optimiser step (progress bars).
 
     Returns:
         The relaxed images, energies and barrier.
@@ -153,10 +168,11 @@ def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = N
     with warnings.catch_warnings():
         # CHGNet's own harmless warning on every evaluation (a tensor->scalar conversion)
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-        return _neb_refine(initial, final, st, t0)
+        return _neb_refine(initial, final, st, t0, on_step)
 
 
-def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float) -> NebResult:
+def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
+                on_step: StepCallback | None = None) -> NebResult:
     from ase.mep.neb import NEB
     from ase.optimize import FIRE
 
@@ -166,8 +182,8 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float) -> 
 
         torch.set_num_threads(int(st.threads))
     calcs = make_calculators(st.potential, st.n_intermediate + 2, st.device)
-    r0 = relax_fixed_cell(initial, calcs[0], st.fmax, st.relax_steps)
-    r1 = relax_fixed_cell(final, calcs[-1], st.fmax, st.relax_steps)
+    r0 = relax_fixed_cell(initial, calcs[0], st.fmax, st.relax_steps, on_step, "relax initial")
+    r1 = relax_fixed_cell(final, calcs[-1], st.fmax, st.relax_steps, on_step, "relax final")
     shifts = (float(np.linalg.norm(_mic_shift(initial, r0.atoms))),
               float(np.linalg.norm(_mic_shift(final, r1.atoms))))
     images = idpp_refine(linear_images(r0.atoms, r1.atoms, st.n_intermediate))
@@ -176,6 +192,7 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float) -> 
         im.calc = calc
     neb = NEB(images, k=st.spring, climb=st.climb, method="improvedtangent")
     with FIRE(neb, logfile=None) as opt:
+        _report_steps(opt, on_step, "NEB", st.neb_steps)
         opt.run(fmax=st.fmax, steps=st.neb_steps)
         steps = int(opt.nsteps)
     # The NEB force (spring + perpendicular true force; climbing image included) that FIRE
@@ -202,10 +219,11 @@ def _mic_shift(before: Atoms, after: Atoms, index: int = 0) -> np.ndarray:
     return vec[0]
 
 
-def refine_band(band: Band, settings: RefineSettings | None = None) -> NebResult:
+def refine_band(band: Band, settings: RefineSettings | None = None,
+                on_step: StepCallback | None = None) -> NebResult:
     """:func:`neb_refine` between a band's end points (:meth:`Band.endpoint` 0 and -1)."""
-
-    return neb_refine(structure_to_atoms(band.endpoint(0)), structure_to_atoms(band.endpoint(-1)), settings)
+    return neb_refine(structure_to_atoms(band.endpoint(0)), structure_to_atoms(band.endpoint(-1)), settings,
+                      on_step)
 
 
 def settings_dict(settings: RefineSettings) -> dict[str, Any]:

@@ -122,20 +122,76 @@ def species_grouped(images: list[Atoms]) -> list[Atoms]:
     return [im[order] for im in images]
 
 
-def write_vasp_neb(images: list[Atoms], folder: Path) -> None:
+def write_vasp_neb(images: list[Atoms], folder: Path, inputs: bool = True) -> None:
     """VASP's NEB layout: ``folder/00/POSCAR`` ... ``folder/NN/POSCAR`` (NN = images - 1).
 
-    Atoms are grouped by element (:func:`species_grouped`) in the same order in every image;
-    set ``IMAGES = NN - 1`` in the INCAR.
+    Atoms are grouped by element (:func:`species_grouped`) in the same order in every image.
+    With ``inputs``, ``folder/INCAR`` and ``folder/KPOINTS`` hold a CI-NEB stub
+    (:func:`vasp_neb_incar`, :func:`vasp_kpoints`); POTCAR is left to the user (licence).
     """
     from ase.io import write
 
     folder.mkdir(parents=True, exist_ok=True)
     width = max(2, len(str(len(images) - 1)))
-    for k, atoms in enumerate(species_grouped(images)):
+    grouped = species_grouped(images)
+    for k, atoms in enumerate(grouped):
         d = folder / f"{k:0{width}d}"
         d.mkdir(exist_ok=True)
         write(d / "POSCAR", atoms, format="vasp", direct=True, sort=False)
+    if inputs:
+        (folder / "INCAR").write_text(vasp_neb_incar(len(images) - 2, grouped[0]))
+        (folder / "KPOINTS").write_text(vasp_kpoints(grouped[0]))
+
+
+#: k-point spacing of the KPOINTS stub, as VASP's KSPACING (1/Å, 2π included): points along b_i
+#: = max(1, ceil(2π |b_i| / spacing)); 0.4 gives 2 points along a 10 Å axis, 1 along a 16 Å one.
+KPOINT_SPACING = 0.4
+#: Elements whose +U and magnetic moments a DFT user must set (the stub says so in the INCAR).
+_OPEN_SHELL = {"Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Mo", "W", "Nb"}
+
+
+def vasp_neb_incar(n_intermediate: int, atoms: Atoms) -> str:
+    """A minimal INCAR for a VASP CI-NEB of ``n_intermediate`` images (VTST-style climbing image).
+
+    The electronic settings are a starting point (PBE, 520 eV, spin-polarised); ``+U``, magnetic
+    order and the functional are the DFT team's choice and are flagged in the file.
+    """
+    symbols = sorted(set(atoms.get_chemical_symbols()))
+    open_shell = [e for e in symbols if e in _OPEN_SHELL]
+    lines = [
+        "# CI-NEB stub written by screener export: check every setting before you submit.",
+        f"# Elements: {' '.join(symbols)}. POTCAR: concatenate in the POSCAR order (not written).",
+        *([f"# Open-shell {' '.join(open_shell)}: set LDAU/LDAUU/MAGMOM for your project."] if open_shell else []),
+        "SYSTEM = screener CI-NEB",
+        "ENCUT = 520",
+        "PREC = Accurate",
+        "EDIFF = 1E-5",
+        "ISMEAR = 0 ; SIGMA = 0.05",
+        "ISPIN = 2",
+        "LREAL = Auto",
+        "LWAVE = .FALSE. ; LCHARG = .FALSE.",
+        "ISIF = 2          # fixed cell: the end points share one lattice",
+        f"IMAGES = {n_intermediate}",
+        "SPRING = -5",
+        "LCLIMB = .TRUE.   # climbing image (VTST); without VTST: ICHAIN = 0 and IBRION = 1",
+        "ICHAIN = 0",
+        "IBRION = 3 ; POTIM = 0    # VTST optimisers (IOPT) need POTIM = 0",
+        "IOPT = 3          # VTST FIRE",
+        "EDIFFG = -0.05    # eV/Å on every image",
+        "NSW = 300",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def vasp_kpoints(atoms: Atoms, spacing: float = KPOINT_SPACING) -> str:
+    """A Gamma-centred KPOINTS with VASP's KSPACING ``spacing`` (1/Å, 2π included)."""
+    import numpy as np
+
+    recip = 2 * np.pi * np.linalg.norm(atoms.cell.reciprocal(), axis=1)
+    mesh = [max(1, int(np.ceil(r / spacing - 1e-9))) for r in recip]
+    return (f"Gamma-centred mesh, KSPACING {spacing} 1/A (screener export)\n0\nGamma\n"
+            f"{mesh[0]} {mesh[1]} {mesh[2]}\n")
 
 
 def clear_hop_folder(folder: Path) -> None:

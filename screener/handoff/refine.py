@@ -26,7 +26,7 @@ import pandas as pd
 
 from screener.core.files import write_parquet_atomic
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
-from screener.handoff.neb import NebResult, RefineSettings, refine_band
+from screener.handoff.neb import NebResult, RefineSettings, StepCallback, refine_band
 from screener.handoff.neb_io import hop_folder_name
 from screener.handoff.potentials import check_potential, potential_version
 from screener.screening.execution import dask_client, map_tasks
@@ -56,9 +56,30 @@ REFINED_COLUMNS = [
 ]
 
 
-def refine_task(key: tuple[str, str, str], band: Band, settings: RefineSettings) -> dict[str, Any]:
-    """One Dask task: refine one hop. Returns ``{"key", "result"}`` (exceptions propagate)."""
-    return {"key": key, "result": refine_band(band, settings)}
+def refine_task(key: tuple[str, str, str], band: Band, settings: RefineSettings,
+                on_step: StepCallback | None = None) -> dict[str, Any]:
+    """One task: refine one hop. Returns ``{"key", "result"}`` (exceptions propagate)."""
+    return {"key": key, "result": refine_band(band, settings, on_step)}
+
+
+def _refine_here(tasks: list[tuple], settings: RefineSettings, progress: Any) -> list[Any]:
+    """Refine the hops in this process, one after the other; a failed hop gives its exception."""
+    hop_bar = progress.add_task(f"refine ({settings.potential})", total=len(tasks)) if progress else None
+    results: list[Any] = []
+    for key, band, st in tasks:
+        step_bar = progress.add_task(f"{key[2]}", total=st.relax_steps) if progress else None
+
+        def on_step(phase: str, step: int, max_steps: int, bar: Any = step_bar, hop: str = key[2]) -> None:
+            progress.update(bar, description=f"{hop} {phase}", completed=step, total=max_steps)
+
+        try:
+            results.append(refine_task(key, band, st, on_step if progress else None))
+        except Exception as exc:  # noqa: BLE001 - the caller turns it into an error row
+            results.append(exc)
+        if progress:
+            progress.remove_task(step_bar)
+            progress.advance(hop_bar)
+    return results
 
 
 def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None = None,
@@ -172,8 +193,12 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
     multi_ion = run.shortlist["working_ion"].nunique() > 1
     if tasks:
         n_workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
-        with dask_client(n_workers, scheduler, "cpu", synchronous=synchronous) as client:
-            results = map_tasks(client, refine_task, tasks, f"refine ({st.potential})", progress)
+        if scheduler is None and (synchronous or n_workers == 1):
+            # One process does the work: run it here, with a progress line per optimiser step.
+            results = _refine_here(tasks, st, progress)
+        else:
+            with dask_client(n_workers, scheduler, "cpu") as client:
+                results = map_tasks(client, refine_task, tasks, f"refine ({st.potential})", progress)
         by_key = {k: h for k, h in zip(zip(selected["material_id"], selected["working_ion"], selected["hop_id"]),
                                        (r for _, r in selected.iterrows()))}
         for (key, _, _), res in zip(tasks, results):

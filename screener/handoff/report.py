@@ -41,27 +41,64 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;borde
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
 th{background:#f3f3f3}td.t{text-align:left;font-family:ui-monospace,monospace}
-tr.flag td{background:#fff3cd}
+tr.flag td{background:#fff3cd}tr.pass td{background:#e8f5e9}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.meta{font-size:.85em;color:#555}
 """
 
 
+#: Polyanion-forming elements: with oxygen they name the chemical class (phosphate, silicate...).
+_POLYANIONS = {"P": "phosphate", "Si": "silicate", "S": "sulfate", "B": "borate", "Mo": "molybdate",
+               "W": "tungstate", "V": "vanadate", "Ge": "germanate"}
+_ANIONS = {"O": "oxide", "S": "sulfide", "Se": "selenide", "Te": "telluride", "F": "fluoride",
+           "Cl": "chloride", "Br": "bromide", "I": "iodide", "N": "nitride"}
+
+
+def _spacegroup_number(text: Any) -> int | None:
+    """``12`` from a ``"C2/m (12)"`` label; None when there is none."""
+    try:
+        return int(str(text).rsplit("(", 1)[1].rstrip(") "))
+    except (IndexError, ValueError):
+        return None
+
+
+def chemical_class(formula: str) -> str:
+    """A chemist's class of a compound from its formula: ``phosphate``, ``oxide``, ``sulfide``..."""
+    from pymatgen.core import Composition
+
+    try:
+        comp = Composition(formula)
+    except Exception:  # noqa: BLE001 - not a formula
+        return "unknown"
+    els = {e.symbol for e in comp.elements}
+    anion = max(comp.elements, key=lambda e: e.X if e.X == e.X else 0.0).symbol
+    if anion == "O":
+        # the polyanion former with the most oxygen per atom: P in LiFePO4, Si in Mg2SiO4
+        for el, name in _POLYANIONS.items():
+            if el in els and comp["O"] >= 3 * comp[el]:
+                return name
+    return _ANIONS.get(anion, f"{anion} compound")
+
+
 def families(structures: pd.DataFrame) -> pd.Series:
     """Structural family of each row of ``structures`` (index aligned).
 
-    The bundled catalogue's family when the material id or reduced formula is in it, else
-    ``SG <space group>``.
+    The bundled catalogue's family when the material id or reduced formula is in it; else the
+    family of a catalogue host with the same prototype (anonymous formula and space group), e.g.
+    ``olivine-type phosphate``; else the anonymous formula and chemical class, e.g. ``ABC2 oxide``.
     """
     from pymatgen.core import Composition
 
     by_id: dict[str, str] = {}
     by_formula: dict[str, str] = {}
+    by_prototype: dict[tuple[str, int], str] = {}
     try:
-
         for rec in load_catalogue():
             by_id[rec.material_id] = rec.family
-            by_formula.setdefault(Composition(rec.formula).reduced_formula, rec.family)
+            comp = Composition(rec.formula)
+            by_formula.setdefault(comp.reduced_formula, rec.family)
+            number = rec.structure.get_space_group_info()[1]
+            by_prototype.setdefault((comp.anonymized_formula, number), rec.family)
     except Exception as exc:  # noqa: BLE001 - the catalogue is a nicety here
         log.debug("no bundled catalogue for families: %s", exc)
 
@@ -69,18 +106,29 @@ def families(structures: pd.DataFrame) -> pd.Series:
         mid = str(row.get("material_id", ""))
         if mid in by_id:
             return by_id[mid]
+        formula = str(row.get("formula", ""))
         try:
-            f = Composition(str(row.get("formula", ""))).reduced_formula
+            comp = Composition(formula)
         except Exception:  # noqa: BLE001
-            f = ""
-        if f in by_formula:
-            return by_formula[f]
-        sg = str(row.get("spacegroup") or "").strip()
-        return f"SG {sg}" if sg else "unknown"
+            return "unknown"
+        if comp.reduced_formula in by_formula:
+            return by_formula[comp.reduced_formula]
+        kind = chemical_class(formula)
+        proto = by_prototype.get((comp.anonymized_formula, _spacegroup_number(row.get("spacegroup"))))
+        if proto:
+            return f"{proto}-type {kind}"
+        return f"{comp.anonymized_formula} {kind}"
 
     if not len(structures):
         return pd.Series([], dtype=object)
     return structures.apply(one, axis=1)
+
+
+def error_bars(values: pd.Series, errors: pd.Series) -> np.ndarray:
+    """Asymmetric error bars that stop at 0 eV: ``[[lower...], [upper...]]``."""
+    v = values.astype(float).to_numpy()
+    e = errors.astype(float).fillna(0).clip(lower=0).to_numpy()
+    return np.vstack([np.minimum(e, np.clip(v, 0, None)), e])
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -166,7 +214,7 @@ def fig_barrier_vs_length(hops: pd.DataFrame, path_ids: set[str]) -> Figure:
     for limit, marker, color in (("vacancy", "o", "tab:blue"), ("dilute", "s", "tab:orange")):
         d = h[h["limit"] == limit]
         if len(d):
-            ax.errorbar(d["length_A"], d["predicted_em_eV"], yerr=d["uncertainty_eV"].fillna(0).clip(lower=0),
+            ax.errorbar(d["length_A"], d["predicted_em_eV"], yerr=error_bars(d["predicted_em_eV"], d["uncertainty_eV"]),
                         fmt=marker, ms=4, color=color, alpha=0.7, elinewidth=0.8, capsize=2, label=limit)
     on = h[h["hop_id"].isin(path_ids)]
     if len(on):
@@ -186,8 +234,9 @@ def fig_shortlist_uncertainty(short: pd.DataFrame) -> Figure:
     fig, ax = _new_fig(7.5, max(2.5, 0.3 * n + 1.2))
     y = np.arange(n)[::-1]
     x = short["percolation_1d_eV"].astype(float).to_numpy()
-    err = short["path_max_uncertainty_eV"].astype(float).fillna(0).clip(lower=0).to_numpy()
+    err = error_bars(short["percolation_1d_eV"].where(np.isfinite(x), 0.0), short["path_max_uncertainty_eV"])
     ax.barh(y, np.where(np.isfinite(x), x, np.nan), xerr=err, color="tab:green", alpha=0.7, capsize=3)
+    ax.set_xlim(left=0)
     labels = [f"{r} {m} ({i})" for r, m, i in zip(short["rank"], short["material_id"], short["working_ion"])]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("1D percolation barrier (eV) ± largest uncertainty on the path")
@@ -196,19 +245,23 @@ def fig_shortlist_uncertainty(short: pd.DataFrame) -> Figure:
 
 
 def fig_parity(refined: pd.DataFrame) -> Figure:
-    """Predicted vs CI-NEB (ML potential) barriers; unconverged NEBs are hollow."""
+    """Predicted vs CI-NEB (ML potential) barriers; unconverged NEBs are hollow.
+
+    The axes span the points (not their error bars), from 0 eV; the model's uncertainty is drawn
+    light, stopping at 0 eV, so that wide uncertainties do not hide the points.
+    """
     fig, ax = _new_fig(5.5, 5.0)
     r = refined[np.isfinite(refined["neb_em_eV"].astype(float))]
     if len(r):
-        lo = float(min(r["predicted_em_eV"].min(), r["neb_em_eV"].min(), 0.0))
+        lo = 0.0
         hi = float(max(r["predicted_em_eV"].max(), r["neb_em_eV"].max())) * 1.1 + 0.1
         xs = np.array([lo, hi])
         ax.plot(xs, xs, "k-", lw=0.8)
         ax.fill_between(xs, xs - 0.3, xs + 0.3, color="0.9", label="±0.3 eV")
         for pot, d in r.groupby("potential"):
             conv = d["converged"].astype(bool)
-            ax.errorbar(d["predicted_em_eV"], d["neb_em_eV"], xerr=d["uncertainty_eV"].fillna(0).clip(lower=0),
-                        fmt="none", ecolor="0.5", elinewidth=0.8, capsize=2)
+            ax.errorbar(d["predicted_em_eV"], d["neb_em_eV"], xerr=error_bars(d["predicted_em_eV"], d["uncertainty_eV"]),
+                        fmt="none", ecolor="0.6", elinewidth=0.6, alpha=0.5, capsize=0)
             if conv.any():
                 ax.scatter(d.loc[conv, "predicted_em_eV"], d.loc[conv, "neb_em_eV"], s=30, label=f"{pot}")
             if (~conv).any():
@@ -284,6 +337,25 @@ def build_report(run: RunData, top: int = 50) -> str:
                                   "largest model uncertainty among the hops of its path."))
     else:
         parts.append("<p>Nothing passed the threshold.</p>")
+    parts.append(f"<h2>Every material ({len(structures)})</h2>")
+    if len(structures):
+        parts.append("<p>Ranked by 1D percolation barrier, shortlisted or not (highlighted: shortlisted).</p>")
+        parts.append(html_table(structures, [
+            ("material_id", "material"), ("formula", "formula"), ("working_ion", "ion"), ("family", "family"),
+            ("spacegroup", "space group"), ("n_hops", "hops"), ("lowest_hop_em_eV", "lowest hop (eV)"),
+            ("percolation_1d_eV", "1D Em (eV)"), ("percolation_2d_eV", "2D Em (eV)"),
+            ("percolation_3d_eV", "3D Em (eV)"), ("passes", "shortlisted"),
+        ], row_class=structures["passes"].astype(bool).map({True: "pass", False: ""}), table_id="materials"))
+    if len(short):
+        parts.append(f"<h2>Hops of each shortlisted path (top {len(short)})</h2>")
+        parts.append("<p>The hops open at the material's 1D percolation barrier: what a DFT team would "
+                     "compute first (<code>screener export</code> writes their NEB inputs).</p>")
+        parts.append(html_table(path_hops_table(short, hops), [
+            ("rank", "rank"), ("material_id", "material"), ("working_ion", "ion"), ("hop_id", "hop"),
+            ("limit", "limit"), ("length_A", "length (Å)"), ("multiplicity", "multiplicity"),
+            ("isite_wyckoff", "from"), ("esite_wyckoff", "to"), ("predicted_em_eV", "Em (eV)"),
+            ("uncertainty_eV", "± (eV)"),
+        ], table_id="path-hops"))
     parts.append("<h2>Barrier distributions</h2>")
     if len(hops):
         parts.append(_figure_html(fig_family_distribution(hops, hop_family, threshold), "barriers by family",
@@ -313,6 +385,17 @@ def build_report(run: RunData, top: int = 50) -> str:
             table_id="refined"))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def path_hops_table(short: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
+    """One row per hop of each shortlisted material's 1D path, by rank then barrier."""
+    rows = []
+    for _, r in short.iterrows():
+        ids = set(r["path_hop_ids"]) if r["path_hop_ids"] is not None else set()
+        h = hops[(hops["material_id"] == r["material_id"]) & (hops["working_ion"] == r["working_ion"])
+                 & hops["hop_id"].isin(ids)]
+        rows.append(h.assign(rank=r["rank"]).sort_values(["predicted_em_eV", "hop_id", "limit"], kind="mergesort"))
+    return pd.concat(rows, ignore_index=True) if rows else hops.iloc[0:0].assign(rank=[])
 
 
 def write_report(run_dir: str | Path, out: str | Path, top: int = 50) -> Path:

@@ -69,13 +69,35 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
     workers = workers or os.cpu_count() or 1
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=None, resources=resources, silence_logs=logging.WARNING)
+                               dashboard_address=None, resources=resources, silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client
     finally:
+        _close_quietly(client, cluster)
+
+
+#: Loggers of the client process that report a closing connection as a traceback.
+_SHUTDOWN_LOGGERS = ("distributed.comm", "distributed.core", "distributed.batched", "distributed.client",
+                     "distributed.worker", "distributed.nanny", "distributed.scheduler")
+
+
+def _close_quietly(client: Any, cluster: Any) -> None:
+    """Close the client, then the workers and the scheduler, without shutdown tracebacks.
+
+    A worker whose heartbeat meets the closing scheduler logs ``CommClosedError`` with a traceback
+    (a WARNING); workers log errors only (``silence_logs``) and the client's distributed loggers
+    are held to errors while closing: a clean run prints no traceback.
+    """
+    saved = {name: logging.getLogger(name).level for name in _SHUTDOWN_LOGGERS}
+    for name in _SHUTDOWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
         client.close()
         cluster.close()
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def worker_environment(threads_per_worker: int = 1) -> dict[str, str]:

@@ -151,7 +151,7 @@ def screen(
     device: str = "auto",
     pathways: PathwayConfig | None = None,
     quiet: bool = True,
-    write: bool = True,
+    write: bool | None = None,
     resume: bool = True,
 ) -> ScreenResult:
     """Screen hosts for fast migration of one or more working ions.
@@ -163,8 +163,9 @@ def screen(
     Args:
         chemistry: working ion(s), e.g. ``"Mg"``, ``"Mg,Ca"`` or ``["Mg", "Ca"]``.
         source: ``"bundled"``, ``"mp"``, a path, a Source object, or None for the default.
-        out: folder for the tables (default ``runs/<chemistry>-<UTC date>``); ignored when
-            ``write`` is False.
+        out: folder for the tables, ``run.json`` and the resumable parts; without it nothing is
+            written and the tables are only returned (``write=True`` without ``out`` writes to
+            ``runs/<chemistry>-<UTC date>`` of the current folder).
         workers: worker processes of a local Dask cluster (default: the CPU cores).
         scheduler: address of an existing Dask scheduler to use instead.
         synchronous: run in this process without Dask workers.
@@ -175,7 +176,7 @@ def screen(
         device: ``auto``, ``cpu`` or ``cuda``.
         pathways: hop finding settings.
         quiet: no progress bars.
-        write: write the tables, ``run.json`` and the parts.
+        write: write the tables, ``run.json`` and the parts (default: when ``out`` is given).
         resume: reuse the parts of an earlier run into ``out`` (False deletes them first).
 
     Returns:
@@ -223,9 +224,11 @@ def screen(
     # ------------------------------------------------------------------ part store
     store = None
     out_dir = None
+    if write is None:
+        write = out is not None
     if write:
-
         out_dir = Path(out) if out else default_out_dir(ions)
+        log.info("writing the tables to %s", out_dir.resolve())
         if not resume and (out_dir / PARTS_DIR).exists():
             import shutil
 
@@ -252,6 +255,8 @@ def screen(
         # Where a file source read from, so `export`/`refine` can re-read the structures.
         "source_path": str(Path(src.path).resolve()) if hasattr(src, "path") else None,
         "source_database_version": src.database_version(),
+        # What the structure reader warned about, with how many files each concerned.
+        "reader_warnings": {msg: len(files) for msg, files in getattr(src, "reader_warnings", {}).items()},
         "chemistry": ions,
         "config": {"threshold": threshold, "batch_size": batch_size, "workers": workers,
                    "scheduler": bool(scheduler), "synchronous": synchronous, "device": info["device"],

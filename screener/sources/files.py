@@ -24,8 +24,13 @@ STRUCTURE_SUFFIXES = {".cif", ".json", ".vasp", ".poscar", ".mcif"}
 STRUCTURE_NAMES = {"POSCAR", "CONTCAR"}
 
 
-def read_structure(path: str | Path) -> Structure:
+def read_structure(path: str | Path, warnings_out: list[str] | None = None) -> Structure:
     """Read a structure file (CIF, POSCAR, pymatgen JSON...) with pymatgen.
+
+    Args:
+        path: the file.
+        warnings_out: pymatgen's warnings about the file are appended here instead of logged
+            (a source reading many files reports each kind once).
 
     Raises:
         StructureReadError: when the file is missing or cannot be parsed.
@@ -42,8 +47,11 @@ def read_structure(path: str | Path) -> Structure:
                 f"{path}: cannot read a structure: {_unreadable_reason(path)} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-    for msg in dict.fromkeys(str(w.message) for w in caught):
-        log.warning("%s: %s", path, msg)
+    for msg in dict.fromkeys(str(w.message).strip() for w in caught):
+        if warnings_out is None:
+            log.warning("%s: %s", path, msg)
+        else:
+            warnings_out.append(msg)
     if not isinstance(structure, Structure) or len(structure) == 0:
         raise StructureReadError(f"{path}: no sites read")
     return structure
@@ -78,28 +86,40 @@ class PathSource:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        #: pymatgen's warnings while reading, each with the files it concerned.
+        self.reader_warnings: dict[str, list[str]] = {}
 
     def files(self) -> list[Path]:
-        """The structure files, sorted."""
+        """The structure files, sorted.
+
+        Raises:
+            ScreenerError: the path does not exist, or a folder holds no structure file.
+        """
         if self.path.is_file():
             return [self.path]
         if not self.path.is_dir():
             raise ScreenerError(f"no such file or folder: {self.path}")
-        return sorted(
+        found = sorted(
             p for p in self.path.rglob("*")
             if p.is_file() and not p.name.startswith(".")
             and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name.upper().startswith(tuple(STRUCTURE_NAMES)))
         )
+        if not found:
+            kinds = ", ".join(f"*{x}" for x in sorted(STRUCTURE_SUFFIXES)) + ", POSCAR*, CONTCAR*"
+            raise ScreenerError(f"no structure files found in {self.path} (looked for {kinds}, in subfolders too)")
+        return found
 
     def fetch(self, ion: str) -> list[HostItem]:
         """Read every file; unreadable ones carry their error."""
 
         items = []
         root = self.path if self.path.is_dir() else self.path.parent
+        new: dict[str, list[str]] = {}
         for p in self.files():
             name = str(p.relative_to(root))
+            said: list[str] = []
             try:
-                s = read_structure(p)
+                s = read_structure(p, said)
                 items.append(HostItem(item=name, structure=s, source=self.name,
                                       formula=s.composition.reduced_formula))
             except StructureReadError as exc:
@@ -107,6 +127,13 @@ class PathSource:
             except Exception as exc:  # noqa: BLE001 - garbage in any form becomes a failure row
                 items.append(HostItem(item=name, structure=None, source=self.name,
                                       error=StructureReadError(f"{p}: {type(exc).__name__}: {exc}")))
+            for msg in said:
+                files = self.reader_warnings.setdefault(msg, [])
+                if name not in files:  # a second working ion reads the same files again
+                    files.append(name)
+                    new.setdefault(msg, []).append(name)
+        for msg, files in new.items():
+            log.warning("reading %d file(s), e.g. %s: %s", len(files), files[0], msg)
         return items
 
     def database_version(self) -> str | None:

@@ -177,3 +177,22 @@ def test_file_runs_record_their_folder_so_export_needs_no_source(tmp_path):
     out = tmp_path / "run"
     screen("Li", str(hosts), out=out, synchronous=True, threshold=10.0)
     assert source_spec_of(load_run(out)) == str(hosts.resolve())
+
+
+def test_vasp_export_writes_a_ci_neb_stub_and_takes_smaller_cells(lfp_run, tmp_path, caplog):
+    run_dir, hosts = lfp_run
+    big, small = tmp_path / "big", tmp_path / "small"
+    assert main(["export", str(run_dir), "--top", "1", "--out", str(big), "--quiet"]) == 0
+    assert main(["export", str(run_dir), "--top", "3", "--out", str(small), "--min-width", "6", "--quiet",
+                 "--no-vasp-inputs"]) == 0
+    assert "asks for more materials than the shortlist holds (1)" in caplog.text
+    a, b = pd.read_csv(big / "exported.csv"), pd.read_csv(small / "exported.csv")
+    assert a["hop_id"].tolist() == b["hop_id"].tolist()  # the same hops ...
+    assert (b["n_atoms"] < a["n_atoms"]).all()  # ... in smaller cells
+    folder = big / a["folder"].iloc[0]
+    incar = (folder / "INCAR").read_text()
+    assert "IMAGES = 5" in incar and "LCLIMB = .TRUE." in incar and "SPRING = -5" in incar
+    assert "Fe" in incar and "LDAU" in incar  # the open-shell metal is flagged for +U
+    kpoints = (folder / "KPOINTS").read_text().splitlines()
+    assert kpoints[2] == "Gamma" and all(int(n) >= 1 for n in kpoints[3].split())
+    assert not (small / b["folder"].iloc[0] / "INCAR").exists()

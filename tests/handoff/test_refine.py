@@ -118,3 +118,18 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     man = pd.read_csv(out / "exported.csv").set_index("hop_id")
     assert man.loc[hop["hop_id"], "images_from"] == "refined:chgnet"
     assert man.loc[hop["hop_id"], "n_images"] == 5
+
+
+def test_every_optimiser_step_is_reported():
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from screener.handoff.neb import relax_fixed_cell
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+    atoms.rattle(0.05, seed=1)
+    seen = []
+    res = relax_fixed_cell(atoms, EMT(), fmax=0.01, steps=50, on_step=lambda *a: seen.append(a), phase="relax initial")
+    assert res.steps > 2 and len(seen) >= res.steps
+    assert {p for p, _, _ in seen} == {"relax initial"} and {m for _, _, m in seen} == {50}
+    assert [s for _, s, _ in seen] == sorted(s for _, s, _ in seen)

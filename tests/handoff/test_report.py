@@ -135,9 +135,32 @@ def test_report_of_a_missing_run_is_a_usage_error(tmp_path):
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")]) == 2
 
 
-def test_family_falls_back_to_the_space_group():
+def test_family_labels_of_user_files_name_the_prototype_or_the_chemistry():
     from screener.handoff.report import families
 
-    s = pd.DataFrame({"material_id": ["bundled-licoo2", "x.cif", "y.cif"], "formula": ["LiCoO2", "LiFePO4", "Li3N"],
-                      "spacegroup": ["R-3m (166)", "Pnma (62)", "P6/mmm (191)"]})
-    assert families(s).tolist() == ["layered", "olivine", "SG P6/mmm (191)"]
+    s = pd.DataFrame({"material_id": ["bundled-licoo2", "x.cif", "y.cif", "z.cif", "w.cif"],
+                      "formula": ["LiCoO2", "LiFePO4", "NaFePO4", "NaNiO2", "Li3N"],
+                      "spacegroup": ["R-3m (166)", "Pnma (62)", "Pnma (62)", "R-3m (166)", "P6/mmm (191)"]})
+    assert families(s).tolist() == ["layered", "olivine", "olivine-type phosphate", "layered-type oxide",
+                                    "AB3 nitride"]
+
+
+def test_error_bars_stop_at_zero():
+    from screener.handoff.report import error_bars
+
+    bars = error_bars(pd.Series([0.1, 0.5, -0.0]), pd.Series([0.3, 0.2, float("nan")]))
+    assert bars.tolist() == [[0.1, 0.2, 0.0], [0.3, 0.2, 0.0]]
+
+
+def test_report_lists_every_material_and_the_hops_of_each_shortlisted_path(run_dir, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    page = _parse(out)
+    structures = pd.read_parquet(run_dir / "structures.parquet")
+    materials = page.tables["materials"]
+    assert materials[0][:2] == ["material", "formula"]
+    assert [r[0] for r in materials[1:]] == structures["material_id"].tolist()
+    short = pd.read_parquet(run_dir / "shortlist.parquet")
+    hop_rows = page.tables["path-hops"][1:]
+    assert {r[3] for r in hop_rows} == set(short["path_hop_ids"].iloc[0])
+    assert all(r[1] == "sub/LiFePO4.cif" for r in hop_rows)

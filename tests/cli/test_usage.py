@@ -1,0 +1,115 @@
+"""Bad usage is refused before any work (exit 2, one line naming the problem); output is readable."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+
+import pytest
+
+from screener.cli.main import build_parser, main
+from screener.core.chemistry import parse_chemistry
+from screener.sources.bundled import catalogue_dir
+
+COMMANDS = ["run", "hops", "nightly", "export", "refine", "report", "train", "evaluate"]
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_states_each_default_once_and_none_for_required_options(command):
+    text = _subparsers()[command].format_help()
+    assert "(default: None)" not in text
+    for option in re.split(r"\n  (?=-)", text):
+        assert option.count("(default") <= 1, option
+    for action in _subparsers()[command]._actions:
+        if action.required and action.help:
+            assert "default" not in action.help
+
+
+def test_chemistry_is_read_without_regard_to_case():
+    assert parse_chemistry("ca, MG,mg") == ["Ca", "Mg"]
+    assert parse_chemistry(["Li", "na"]) == ["Li", "Na"]
+    for bad in ("Xx", "Mg,Qq", " , "):
+        with pytest.raises(ValueError):
+            parse_chemistry(bad)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--chemistry", "Xx"], "not a chemical element: Xx"),
+    (["run", "--chemistry", "Mg", "--threshold", "-1"], "--threshold"),
+    (["run", "--chemistry", "Mg", "--workers", "0"], "--workers"),
+    (["run", "--chemistry", "Mg", "--min-width", "-2"], "min_width"),
+    (["nightly", "--chemistry", "Qq", "--source", "bundled"], "not a chemical element: Qq"),
+    (["nightly", "--chemistry", "Mg", "--threshold", "0"], "--threshold"),
+    (["export", "NO_SUCH_RUN", "--out", "x"], "no such run directory"),
+    (["export", "NO_SUCH_RUN", "--out", "x", "--min-width", "0"], "--min-width"),
+    (["refine", "NO_SUCH_RUN"], "no such run directory"),
+    (["report", "NO_SUCH_RUN", "--out", "r.html"], "no such run directory"),
+    (["evaluate", "--data", "NO_SUCH_FILE.json", "--out", "p.csv"], "cannot read dataset"),
+])
+def test_bad_usage_exits_2_with_one_line_before_any_work(argv, message, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    with caplog.at_level(logging.ERROR):
+        assert main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and message in errors[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def test_an_empty_source_folder_says_no_structures_were_found(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no structures here")
+    assert main(["run", "--chemistry", "Mg", "--source", str(tmp_path / "empty"), "--sync",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "no structure files found" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def long_named_run(tmp_path_factory):
+    """A run over files with long names, one of them a POSCAR with selective dynamics."""
+    root = tmp_path_factory.mktemp("long")
+    hosts = root / "hosts"
+    hosts.mkdir()
+    for name in ("MgCr2O4.cif", "MgTi2S4.cif"):
+        shutil.copy(catalogue_dir() / name, hosts / f"ICSD_collection_code_123456_{name}")
+    from pymatgen.core import Structure
+
+    # a VASP file with "Selective dynamics" and every flag T: pymatgen warns once per file
+    s = Structure.from_file(catalogue_dir() / "MgV2O4.cif")
+    head = ["MgV2O4", "1.0", *(" ".join(f"{x:.10f}" for x in row) for row in s.lattice.matrix),
+            "Mg V O", " ".join(str(int(s.composition[e])) for e in ("Mg", "V", "O")), "Selective dynamics", "Direct"]
+    sites = sorted(s, key=lambda site: ["Mg", "V", "O"].index(site.specie.symbol))
+    body = [" ".join(f"{x:.10f}" for x in site.frac_coords) + " T T T" for site in sites]
+    for i in (1, 2):
+        (hosts / f"POSCAR_relaxed_{i}").write_text("\n".join(head + body) + "\n")
+    return root, hosts
+
+
+def test_the_summary_shows_the_whole_ranking_with_whole_ids_at_80_columns(long_named_run, monkeypatch, capsys,
+                                                                          caplog, one_torch_thread):
+    root, hosts = long_named_run
+    monkeypatch.setenv("COLUMNS", "80")
+    out = root / "out"
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "--chemistry", "Mg", "--source", str(hosts), "--sync", "--out", str(out),
+                     "--threshold", "0.05"]) == 0
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in ("ICSD_collection_code_123456_MgCr2O4.cif", "ICSD_collection_code_123456_MgTi2S4.cif",
+                 "POSCAR_relaxed_1"):
+        assert name in text  # shown whole, though nothing is shortlisted at 0.05 eV
+    assert "0 shortlisted" in text
+    # pymatgen's per-file reader warning comes once for the run, with the number of files
+    selective = [r.getMessage() for r in caplog.records if "selective dynamics" in r.getMessage().lower()]
+    assert len(selective) == 1 and "2 file(s)" in selective[0]
+    import json
+
+    warnings = json.loads((out / "run.json").read_text())["reader_warnings"]
+    assert any("selective dynamics" in k.lower() and v == 2 for k, v in warnings.items())
