@@ -1,7 +1,9 @@
 """Seconds per structure of the pathway stage: hops, bands of every hop x limit, percolation.
 
-Usage: ``python benchmarks/bench_pathways.py [--repeat 3] [--idpp]``. Goal: <= 1 s per typical
-Materials Project cell for hops + bands + percolation (IDPP export is separate and slower).
+Usage: ``python benchmarks/bench_pathways.py [--repeat 3] [--idpp] [--voids]``. Goal: <= 1 s per
+typical Materials Project cell for hops + bands + percolation (IDPP export is separate and slower);
+with ``--voids``, void analysis (:func:`screener.pathways.voids.find_voids`) <= 2 s for cells up to
+~60 sites, timed on the primitive cell as the screen runs it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="runs per structure (best kept)")
     parser.add_argument("--idpp", action="store_true", help="also time IDPP of the first band")
+    parser.add_argument("--voids", action="store_true", help="also time the void analysis of each cell")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     config = PathwayConfig()
@@ -70,6 +73,17 @@ def main() -> None:
         totals.append(r["total"])
         print(f"{name:26s} {r['sites']:5d} {r['hops']:4d} {r['find']:7.3f} {r['bands']:7.3f} "
               f"{r['perc']:7.3f} {r['total']:7.3f} {r['max_band']:8d}")
+        if args.voids:
+            from screener.pathways.voids import find_voids
+
+            prim = s.get_primitive_structure()
+            for cell, what in ((prim, "primitive"), (s, "input")):
+                if what == "input" and len(s) == len(prim):
+                    continue
+                t = time.perf_counter()
+                found = find_voids(cell, ion)
+                print(f"{'':26s} voids: {len(found)} sites in the {len(cell)}-site {what} cell in "
+                      f"{time.perf_counter() - t:.2f} s")
         if args.idpp:
             pw = find_pathways(s, ion, config)
             band = build_band(pw, pw.hops[-1])

@@ -53,6 +53,8 @@ class Host:
         sites: (element, fractional coordinates) for the asymmetric unit.
         reference: literature source of the data.
         note: model choices (ordering, transferred coordinates ...), empty when none.
+        insertion_ions: for an empty framework (no working ion on its sites), the ions it is
+            screened for with ``--sites voids`` (inserted at its voids).
     """
 
     slug: str
@@ -66,6 +68,7 @@ class Host:
     sites: tuple[tuple[str, Coord], ...]
     reference: str
     note: str = ""
+    insertion_ions: tuple[str, ...] = ()
 
 
 def cubic(a: float) -> tuple[float, float, float, float, float, float]:
@@ -590,7 +593,7 @@ HOSTS: list[Host] = [
         "one Mg per cavity at its centre (3a), the site of first-principles NEB models of Mg "
         "in Mo6S8 (real Mg sits disordered on the rings around it)",
     ),
-    # ---------------------------------------------------------------- V2O5-derived
+    # ---------------------------------------------------------------- V2O5-derived (see FRAMEWORKS)
     alpha_prime_vanadate("NaV2O5", "Na", (11.3180, 3.6110, 4.7970),
                          "von Schnering H.G. et al., Z. Kristallogr. NCS 213, 246 (1998) "
                          "(alpha'-NaV2O5)", note=NAV2O5_NOTE),
@@ -608,6 +611,44 @@ HOSTS: list[Host] = [
                     "1957)"),
 ]
 
+
+# --------------------------------------------------------------------------------------------
+# Empty frameworks: hosts without the working ion, screened only with --sites voids (the ion is
+# inserted at their voids). The charged cathodes a battery chemist tries first.
+# --------------------------------------------------------------------------------------------
+FRAMEWORKS: list[Host] = [
+    Host(
+        slug="MnO2-lambda", formula="MnO2", working_ions=(), family="spinel", setting="Fd-3m:2",
+        spacegroup="Fd-3m", number=227, cell=cubic(8.0290),
+        sites=(("Mn", (0.5, 0.5, 0.5)), ("O", (0.2628, 0.2628, 0.2628))),
+        reference="Hunter J.C., J. Solid State Chem. 39, 142 (1981) (lambda-MnO2 from LiMn2O4)",
+        note=f"{TYPICAL_X}; the empty 8a (tetrahedral) and 16c (octahedral) sites are the voids",
+        insertion_ions=("Mg", "Zn", "Ca", "Li"),
+    ),
+    Host(
+        slug="TiS2", formula="TiS2", working_ions=(), family="layered", setting="P-3m1",
+        spacegroup="P-3m1", number=164, cell=hexagonal(3.4073, 5.6953),
+        sites=(("Ti", (0.0, 0.0, 0.0)), ("S", (1 / 3, 2 / 3, 0.2501))),
+        reference="Chianelli R.R., Scanlon J.C., Thompson A.H., Mater. Res. Bull. 10, 1379 (1975)",
+        insertion_ions=("Li", "Na", "Mg"),
+    ),
+    Host(
+        slug="MoS2-2H", formula="MoS2", working_ions=(), family="layered", setting="P6_3/mmc",
+        spacegroup="P6_3/mmc", number=194, cell=hexagonal(3.1604, 12.2950),
+        sites=(("Mo", (1 / 3, 2 / 3, 0.25)), ("S", (1 / 3, 2 / 3, 0.6215))),
+        reference="Schoenfeld B., Huang J.J., Moss S.C., Acta Cryst. B39, 404 (1983)",
+        insertion_ions=("Li", "Na", "Mg"),
+    ),
+    Host(
+        slug="Mo6S8", formula="Mo3S4", working_ions=(), family="chevrel", setting="R-3:H",
+        spacegroup="R-3", number=148, cell=hexagonal(9.1900, 10.8800),
+        sites=(("Mo", (0.0172, 0.1686, 0.3995)), ("S", (0.0, 0.0, 0.2164)), ("S", (0.3169, 0.2933, 0.4117))),
+        reference="Chevrel R., Sergent M., Prigent J., J. Solid State Chem. 3, 515 (1971); "
+        "Levi E., Gofer Y., Aurbach D., Chem. Mater. 22, 860 (2010)",
+        note="the bundled MgMo6S8 model without Mg (approximate: Mo-Mo 2.56-2.64 A, Mo-S 2.40-2.48 A)",
+        insertion_ions=("Mg", "Ca", "Zn", "Li", "Na"),
+    ),
+]
 
 def build(host: Host) -> Structure:
     """The ordered structure of one host."""
@@ -640,7 +681,7 @@ def check_round_trip(path: Path, structure: Structure) -> None:
 def main() -> None:
     """Write every CIF and ``catalogue.json`` next to this script."""
     records = []
-    for host in HOSTS:
+    for host in HOSTS + FRAMEWORKS:
         structure = build(host)
         name = f"{host.slug}.cif"
         (HERE / name).write_text(cif_text(host, structure))
@@ -651,6 +692,7 @@ def main() -> None:
                 "file": name,
                 "formula": host.formula,
                 "working_ions": list(host.working_ions),
+                **({"insertion_ions": list(host.insertion_ions)} if host.insertion_ions else {}),
                 "family": host.family,
                 "spacegroup": host.spacegroup,
                 "spacegroup_number": host.number,

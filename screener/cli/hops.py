@@ -82,12 +82,15 @@ def _print_table(path: str, pw: HostPathways, rows: list[dict[str, Any]]) -> Non
 
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
     reach = percolation_dimension(pw.edges)
-    title = (f"{path}: {pw.formula} ({pw.spacegroup[0]}), {len(pw.ion_sites)} {pw.ion} sites per "
-             f"cell of {len(pw.structure)}; hops ≤ {pw.cutoff_A:.2f} Å percolate in {reach}D")
+    voids = f" ({len(pw.void_sites)} of them empty: voids)" if pw.void_sites else ""
+    title = (f"{path}: {pw.formula} ({pw.spacegroup[0]}), {len(pw.ion_sites)} {pw.ion} sites{voids} per "
+             f"cell of {len(pw.host_structure)}; hops ≤ {pw.cutoff_A:.2f} Å percolate in {reach}D")
     table = Table()
     table.add_column("hop id", no_wrap=True)
     table.add_column("limit")
     table.add_column("sites (Wyckoff: frac → frac)")
+    if pw.void_sites:
+        table.add_column("ends")
     table.add_column("length Å", justify="right")
     table.add_column("mult.", justify="right")
     table.add_column("band sites", justify="right")
@@ -95,8 +98,9 @@ def _print_table(path: str, pw: HostPathways, rows: list[dict[str, Any]]) -> Non
         i = ", ".join(f"{round(x, 3) + 0.0:.3f}" for x in hop.isite_frac)
         e = ", ".join(f"{round(x, 3) + 0.0:.3f}" for x in hop.esite_frac)
         size = str(row["band_sites"]) + (" (too large)" if row["band_too_large"] else "")
+        kinds = [f"{hop.isite_kind} → {hop.esite_kind}"] if pw.void_sites else []
         table.add_row(hop.hop_id, hop.limit,
-                      f"{hop.isite_wyckoff}: ({i}) → {hop.esite_wyckoff}: ({e})",
+                      f"{hop.isite_wyckoff}: ({i}) → {hop.esite_wyckoff}: ({e})", *kinds,
                       f"{hop.length_A:.3f}", str(hop.multiplicity), size)
     console.print(title, soft_wrap=True, markup=False, highlight=False)
     console.print(table)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     ions, pw = checked
     try:
-        source = make_source(args.source, **mp_options(args))
+        source = make_source(args.source, sites=args.sites, **mp_options(args))
         inc, written = nightly(ions, source, args.results, pathways=pw, quiet=True, **screen_kwargs(args))
     except (ModelLoadError, ScreenerError, ValueError) as exc:
         log.error("%s", exc)

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from screener.pathways.config import DEFAULT_MIN_WIDTH
+from screener.pathways.config import DEFAULT_MIN_WIDTH, SITES
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -107,6 +107,10 @@ def add_pathway_options(p: argparse.ArgumentParser) -> None:
                         "bands and hop ids are then of the input cell)")
     g.add_argument("--order-disordered", action="store_true",
                    help="order partially occupied structures instead of refusing them")
+    g.add_argument("--sites", choices=SITES, default="occupied",
+                   help="occupied: hops join the sites the ion occupies; voids: also the empty sites of "
+                        "the framework where it fits (hosts without the ion are screened with it "
+                        "inserted, and paths may turn through empty sites)")
 
 
 def pathway_config(args: argparse.Namespace, **extra: Any) -> Any:
@@ -119,7 +123,7 @@ def pathway_config(args: argparse.Namespace, **extra: Any) -> Any:
 
     return PathwayConfig(cutoff=args.cutoff, max_cutoff=args.max_cutoff, min_width=args.min_width,
                          max_band_sites=args.max_band_sites, order_disordered=args.order_disordered,
-                         primitive=not args.no_primitive, **extra)
+                         primitive=not args.no_primitive, sites=args.sites, **extra)
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:

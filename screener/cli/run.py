@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     ions, pw = checked
     try:
-        source = make_source(args.source, **mp_options(args))
+        source = make_source(args.source, sites=args.sites, **mp_options(args))
         kwargs = dict(screen_kwargs(args), pathways=pw, quiet=args.quiet)
         if getattr(source, "incremental", False):
             from pipelines.increment import (

@@ -77,3 +77,9 @@ class RunDirError(ScreenerError):
     """A run directory is missing, incomplete, or its source cannot be opened again."""
 
     stage = "handoff"
+
+
+class TooManyVoidsError(ScreenerError):
+    """The void analysis found more candidate sites per cell than the cap allows."""
+
+    stage = "pathways"

@@ -110,14 +110,15 @@ def select_hops(run: RunData, top: int) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[cols]
 
 
-def fetch_structures(spec: str, items: list[tuple[str, str]]) -> dict[tuple[str, str], Structure | Exception]:
+def fetch_structures(spec: str, items: list[tuple[str, str]],
+                     sites: str = "occupied") -> dict[tuple[str, str], Structure | Exception]:
     """The structures of ``(material_id, working_ion)`` pairs from a source, or why not.
 
     Structure files are read directly (``material_id`` is the path relative to the source
-    folder); other sources are asked for the ion's hosts once per ion.
+    folder); other sources are asked for the ion's hosts once per ion (``sites`` as the run's, so
+    that the empty frameworks of a ``voids`` run are found again).
     """
-
-    src = make_source(spec)
+    src = make_source(spec, sites=sites)
     out: dict[tuple[str, str], Structure | Exception] = {}
     if isinstance(src, PathSource):
         root = src.path if src.path.is_dir() else src.path.parent
@@ -161,8 +162,8 @@ def hop_bands(structure: Structure, ion: str, config: PathwayConfig, hop_ids: li
         pw = find_pathways(structure, ion, config)
     except Exception as exc:  # noqa: BLE001 - one host's failure is rows, not a crash
         return {h: exc for h in hop_ids}
-    if expected_hash and structure_hash(pw.structure) != expected_hash:
-        err = RunDirError(f"structure hash {structure_hash(pw.structure)} differs from the run's "
+    if expected_hash and structure_hash(pw.host_structure) != expected_hash:
+        err = RunDirError(f"structure hash {structure_hash(pw.host_structure)} differs from the run's "
                           f"{expected_hash}: the source changed since the run")
         return {h: err for h in hop_ids}
     out: dict[str, Band | Exception] = {}
@@ -192,7 +193,7 @@ def regenerate_bands(run: RunData, selected: pd.DataFrame, source: str | None = 
     if min_width is not None:
         config = dataclasses.replace(config, min_width=float(min_width))
     pairs = list(dict.fromkeys(zip(selected["material_id"], selected["working_ion"])))
-    structures = fetch_structures(spec, pairs)
+    structures = fetch_structures(spec, pairs, config.sites)
     out: dict[tuple[str, str, str], Band | Exception] = {}
     for mid, ion in pairs:
         rows = selected[(selected["material_id"] == mid) & (selected["working_ion"] == ion)]

@@ -35,17 +35,16 @@ from pymatgen.core import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from screener.core.band import Band
+from screener.core.chemistry import anion_elements
 
 FEATURE_VERSION = 1
 
 
 #: Elements that may act as anions (when electronegative enough relative to the host's most
 #: electronegative element).
-ANION_CANDIDATES = frozenset({"O", "S", "Se", "Te", "F", "Cl", "Br", "I", "N"})
 
 
 #: A candidate is an anion when its electronegativity is within this of the host's maximum.
-ANION_X_WINDOW = 0.8
 
 
 #: Radius (Å) of the ``sum 1/r`` electrostatic-like terms.
@@ -169,25 +168,6 @@ def _site_symbols(band: Band) -> list[str]:
     return out
 
 
-def anion_elements(host_elements: Sequence[str]) -> frozenset[str]:
-    """Guess which host elements are anions (see the module docstring for the rule).
-
-    Args:
-        host_elements: the distinct element symbols of the host.
-
-    Returns:
-        The anion symbols; never empty when ``host_elements`` is not.
-    """
-    els = sorted(set(host_elements))
-    if not els:
-        return frozenset()
-    xs = {e: _element_data(e)["X"] for e in els}
-    top = max(els, key=lambda e: xs[e])
-    anions = {top}
-    for e in els:
-        if e in ANION_CANDIDATES and xs[e] >= xs[top] - ANION_X_WINDOW:
-            anions.add(e)
-    return frozenset(anions)
 
 
 def _neighbours(

@@ -23,8 +23,8 @@ def build_band(pathways: HostPathways, hop: Hop, config: PathwayConfig | None = 
 
     The supercell is the smallest diagonal multiple (of the cell or its LLL basis) whose
     perpendicular widths reach ``config.min_width``. The host is the supercell without the
-    migrating ion (vacancy limit: without the ion's start and end sites; dilute limit: without
-    any working ion).
+    migrating ion (vacancy limit: without the ion's start and end sites, and with every void site
+    empty; dilute limit: without any working ion).
 
     Raises:
         BandTooLargeError: the band would exceed ``config.max_band_sites``.
@@ -45,6 +45,7 @@ def build_band(pathways: HostPathways, hop: Hop, config: PathwayConfig | None = 
             "min_width"
         )
     sc = s.copy()
+    sc.add_site_property("void", [i in set(pathways.void_sites) for i in range(len(s))])
     sc.make_supercell(sc_mat)
     ion_idx = np.array([i for i, site in enumerate(sc) if is_ion_site(site, ion)], dtype=int)
     if ion_idx.size == 0:
@@ -57,8 +58,13 @@ def build_band(pathways: HostPathways, hop: Hop, config: PathwayConfig | None = 
     i_end = _match_site(sc, ion_idx, end, "final", hop)
     if i_start == i_end:
         raise BandBuildError(f"hop {hop.hop_id}: initial and final sites coincide in the supercell")
-    remove = [i_start, i_end] if hop.limit == "vacancy" else ion_idx.tolist()
+    if hop.limit == "vacancy":  # the real host: empty sites stay empty, the ion leaves its own
+        voids = [int(i) for i in ion_idx if sc[int(i)].properties.get("void")]
+        remove = [i_start, i_end, *voids]
+    else:
+        remove = ion_idx.tolist()
     sc.remove_sites(sorted(set(remove)))
+    sc.remove_site_property("void")
     band = Band.from_host(sc, ion, start, end, n_images=config.n_images)
     if abs(band.hop_length - hop.length_A) > 1e-3:
         raise BandBuildError(

@@ -55,6 +55,7 @@ def check_structure(
     ion: str,
     min_distance: float = 0.5,
     order_disordered: bool = False,
+    require_ion: bool = True,
 ) -> Structure:
     """Validate a host structure and return a cleaned copy.
 
@@ -63,6 +64,8 @@ def check_structure(
         ion: element symbol of the working ion.
         min_distance: smallest allowed interatomic distance in Å.
         order_disordered: order a disordered structure instead of refusing it.
+        require_ion: refuse a structure without ``ion`` (False for empty frameworks, whose
+            void sites receive the ion).
 
     Returns:
         A copy without oxidation states or site properties, coordinates wrapped into the cell.
@@ -89,8 +92,10 @@ def check_structure(
         raise NoWorkingIonError(f"{ion!r} is not an element") from exc
     s = clean_structure(structure)
     elements = {e.symbol for e in s.composition.elements}
-    if el.symbol not in elements:
-        raise NoWorkingIonError(f"{s.composition.reduced_formula} holds no {el.symbol}")
+    if el.symbol not in elements and require_ion:
+        raise NoWorkingIonError(
+            f"{s.composition.reduced_formula} holds no {el.symbol}; to screen it as an empty framework "
+            f"(the ion inserted at its voids), use --sites voids")
     if elements == {el.symbol}:
         raise NoHostFrameworkError(
             f"{s.composition.reduced_formula} has no host framework: "
@@ -104,7 +109,7 @@ def check_structure(
                 "order it first or ask for order_disordered"
             )
         s = _order(s)
-        if el.symbol not in {e.symbol for e in s.composition.elements}:
+        if require_ion and el.symbol not in {e.symbol for e in s.composition.elements}:
             raise NoWorkingIonError(
                 f"the ordering of {structure.composition.formula} holds no {el.symbol}"
             )

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from screener.core.band import N_IMAGES
 
 LIMITS: tuple[str, ...] = ("vacancy", "dilute")
+#: Which sites hops join: the occupied ones, or those and the empty ones (voids).
+SITES: tuple[str, ...] = ("occupied", "voids")
 
 
 #: Default minimum perpendicular width (Å) of a band's supercell. The 559 training bands have a
@@ -46,6 +48,10 @@ class PathwayConfig:
         n_images: number of linear images of the ion in a band, end points included.
         primitive: work in the primitive cell (hops, coordinates, bands) when the input cell
             is a supercell of it (e.g. a centred conventional cell): faster, smaller bands.
+        sites: ``occupied`` joins the sites the working ion occupies; ``voids`` adds the empty
+            sites of the framework where it could sit (:mod:`screener.pathways.voids`): a host
+            without the ion is screened with the ion inserted (dilute limit), and paths may
+            turn through empty sites (site -> void -> site).
     """
 
     cutoff: float = 5.0
@@ -58,8 +64,11 @@ class PathwayConfig:
     symprec: float = 0.1
     n_images: int = N_IMAGES
     primitive: bool = True
+    sites: str = "occupied"
 
     def __post_init__(self) -> None:
+        if self.sites not in SITES:
+            raise ValueError(f"sites must be one of {SITES}, got {self.sites!r}")
         if not (math.isfinite(self.cutoff) and self.cutoff > 0):
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
         if not math.isfinite(self.max_cutoff):

@@ -26,6 +26,9 @@ class Hop:
         esite_index: index of the final site (its copy inside the unit cell).
         isite_wyckoff: Wyckoff label of the initial site (``""`` if unknown).
         esite_wyckoff: Wyckoff label of the final site.
+        isite_kind: ``occupied`` (a site the ion holds) or ``void`` (an empty site, see
+            :mod:`screener.pathways.voids`).
+        esite_kind: the same for the final site.
     """
 
     hop_id: str
@@ -40,6 +43,8 @@ class Hop:
     esite_index: int = -1
     isite_wyckoff: str = ""
     esite_wyckoff: str = ""
+    isite_kind: str = "occupied"
+    esite_kind: str = "occupied"
 
     def to_dict(self) -> dict[str, Any]:
         """The hop as a JSON-ready mapping."""

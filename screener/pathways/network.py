@@ -27,6 +27,8 @@ class HostPathways:
             hop_label)`` where ``u``, ``v`` index :attr:`ion_sites` and ``to_jimage`` is the
             cell of ``v`` relative to ``u``.
         ion_sites: index in :attr:`structure` of each graph node.
+        void_sites: indices in :attr:`structure` of working-ion sites that are empty sites
+            (voids) of the real host, added as hop end points; empty unless ``sites="voids"``.
         spacegroup: international symbol and number found at ``config.symprec``.
         config: the parameters the hops were found with.
         cutoff_A: the hop-length cutoff actually used: ``config.cutoff``, or more for a host
@@ -41,11 +43,25 @@ class HostPathways:
     spacegroup: tuple[str, int] = ("", 0)
     config: PathwayConfig = field(default_factory=PathwayConfig)
     cutoff_A: float = 0.0
+    void_sites: list[int] = field(default_factory=list)
+
+    @property
+    def host_structure(self) -> Structure:
+        """The real host: :attr:`structure` without the ion at its void sites."""
+        if not self.void_sites:
+            return self.structure
+        s = self.structure.copy()
+        s.remove_sites(self.void_sites)
+        return s
 
     @property
     def formula(self) -> str:
-        """Reduced formula of the structure."""
-        return self.structure.composition.reduced_formula
+        """Reduced formula of the real host."""
+        return self.host_structure.composition.reduced_formula
+
+    def site_kind(self, index: int) -> str:
+        """``void`` or ``occupied`` for a working-ion site of :attr:`structure`."""
+        return "void" if index in set(self.void_sites) else "occupied"
 
     def hop(self, hop_id: str) -> Hop:
         """The hop with this id.
@@ -68,7 +84,11 @@ class HostPathways:
         """Number of sites of the hop's band (images + host), without building it."""
         config = config or self.config
         n_cells = round(abs(np.linalg.det(self.supercell_matrix(hop, config))))
-        removed = 2 if hop.limit == "vacancy" else len(self.ion_sites) * n_cells
+        if hop.limit == "vacancy":  # the voids are empty; of the end points, the occupied ones go
+            ends = (hop.isite_kind, hop.esite_kind).count("occupied")
+            removed = len(self.void_sites) * n_cells + ends
+        else:
+            removed = len(self.ion_sites) * n_cells
         return len(self.structure) * n_cells - removed + config.n_images
 
 

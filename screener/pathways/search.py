@@ -44,6 +44,7 @@ from screener.pathways.hop import Hop
 from screener.pathways.network import HostPathways
 from screener.pathways.percolation import Edge
 from screener.pathways.supercell import wrap_frac
+from screener.pathways.voids import cached_voids
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def find_pathways(
         PathwayError: symmetry analysis or the migration graph failed.
     """
     config = config or PathwayConfig()
-    s = check_structure(structure, ion, config.min_distance, config.order_disordered)
+    voids_mode = config.sites == "voids"
+    s = check_structure(structure, ion, config.min_distance, config.order_disordered, require_ion=not voids_mode)
     check_cell_size(s, ion, config)
     if config.primitive:
         prim = s.get_primitive_structure(tolerance=PRIM_TOL)
@@ -150,6 +152,13 @@ def find_pathways(
             log.debug("%s: primitive cell of %d sites instead of %d",
                          s.composition.reduced_formula, len(prim), len(s))
             s = clean_structure(prim)
+    real = s  # the host as it is: hop ids and the screened cell's hash are of this cell
+    limits = config.limits
+    void_sites: list[int] = []
+    if voids_mode:
+        s, void_sites = with_void_sites(real, ion, config.symprec)
+        if not any(is_ion_site(site, ion) for site in real):
+            limits = ("dilute",)  # an empty framework: its hops are the dilute limit
     cutoff = config.cutoff
     nearest = _nearest_ion_distance(s, ion, max(config.cutoff, config.max_cutoff))
     if nearest is not None and nearest > config.cutoff:
@@ -164,6 +173,7 @@ def find_pathways(
             f"{config.symprec}: {type(exc).__name__}: {exc}"
         ) from exc
     ion_sites = [i for i, site in enumerate(s) if is_ion_site(site, ion)]
+    kinds = ["void" if i in set(void_sites) else "occupied" for i in ion_sites]
     graph = mg.m_graph.graph
     frac = mg.only_sites.frac_coords
     if graph.number_of_edges() == 0:
@@ -192,9 +202,11 @@ def find_pathways(
     for old in order:
         g = groups[old]
         iu, ev = g["nodes"]
-        for limit in config.limits:
+        for limit in limits:
+            if limit == "vacancy" and kinds[iu] == kinds[ev] == "void":
+                continue  # an ion between two empty sites of the full host is no vacancy hop
             hops.append(Hop(
-                hop_id=_hop_id(s, ion, limit, g["length"], g["key"]),
+                hop_id=_hop_id(real, ion, limit, g["length"], g["key"]),
                 ion=ion,
                 limit=limit,
                 hop_label=relabel[old],
@@ -206,6 +218,8 @@ def find_pathways(
                 esite_index=ion_sites[ev],
                 isite_wyckoff=wyckoffs.get(ion_sites[iu], ""),
                 esite_wyckoff=wyckoffs.get(ion_sites[ev], ""),
+                isite_kind=kinds[iu],
+                esite_kind=kinds[ev],
             ))
     edges: list[Edge] = []
     for u, v, d in graph.edges(data=True):
@@ -216,7 +230,27 @@ def find_pathways(
     sym = mg.symm_structure
     spacegroup = (sym.spacegroup.int_symbol, int(sym.spacegroup.int_number))
     return HostPathways(structure=s, ion=ion, hops=hops, edges=edges, ion_sites=ion_sites,
-                        spacegroup=spacegroup, config=config, cutoff_A=float(cutoff))
+                        spacegroup=spacegroup, config=config, cutoff_A=float(cutoff), void_sites=void_sites)
+
+
+def with_void_sites(structure: Structure, ion: str, symprec: float = 0.1) -> tuple[Structure, list[int]]:
+    """``structure`` with the ion added at its void sites (:func:`~screener.pathways.voids.find_voids`).
+
+    Returns:
+        The cell with the ion on its occupied and void sites, and the indices of the void ones.
+
+    Raises:
+        NoHopsError: the framework has no void for the ion and holds none of it.
+        TooManyVoidsError: more void sites than the cap.
+    """
+    voids = cached_voids(structure, ion, symprec)
+    if not voids and not any(is_ion_site(site, ion) for site in structure):
+        raise NoHopsError(f"{structure.composition.reduced_formula} has no void where {ion} fits "
+                          "(see screener.pathways.voids for the criteria)")
+    s = structure.copy()
+    for v in voids:
+        s.append(ion, v.frac, coords_are_cartesian=False)
+    return s, list(range(len(structure), len(s)))
 
 
 def _wyckoffs(mg: Any) -> dict[int, str]:

@@ -197,7 +197,8 @@ def screen(
     model_version = model_version_of(model_dir)
     model_fp = model_fingerprint(model_dir)
     check_model(model_dir)
-    src = make_source(source) if source is None or isinstance(source, (str, Path)) else source
+    src = (make_source(None if source is None else str(source), sites=pw_config.sites)
+           if source is None or isinstance(source, (str, Path)) else source)
     settings = settings_hash(pw_config)
     timings: dict[str, float] = {k: 0.0 for k in ("source", "pathways", "bands", "graphs", "model",
                                                   "model_load", "writing")}

@@ -14,7 +14,7 @@ from screener.pathways.percolation import percolation_barriers
 HOP_COLUMNS = [
     "material_id", "formula", "working_ion", "limit", "hop_id", "length_A", "multiplicity",
     "predicted_em_eV", "uncertainty_eV", "model_version", "source", "structure_hash",
-    "hop_label", "band_sites", "isite_wyckoff", "esite_wyckoff",
+    "hop_label", "band_sites", "isite_wyckoff", "esite_wyckoff", "isite_kind", "esite_kind",
 ]
 
 

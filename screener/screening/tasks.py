@@ -38,7 +38,8 @@ class BandSpec:
     Specs of one host share one ``cell`` mapping, so a batch carries each cell once.
 
     Attributes:
-        cell: ``lattice``, ``species``, ``frac_coords`` and ``ion_sites`` of the cleaned cell.
+        cell: ``lattice``, ``species``, ``frac_coords``, ``ion_sites`` and ``void_sites`` of the
+            cleaned cell (with the ion at its void sites, when there are any).
         ion: the working ion.
         hop: :meth:`Hop.to_dict` of the hop.
         config: the settings the hop was found with.
@@ -98,18 +99,20 @@ def host_pathways(item: str, structure, ion: str, source: str, config: PathwayCo
         out["failures"].append(failure_row(item, ion, exc, stage="pathways"))
         return done()
     s = pw.structure
-    shash = structure_hash(s)
+    shash = structure_hash(pw.host_structure)  # the real host (no ion at its voids)
     out["structure"] = {"material_id": item, "formula": pw.formula, "working_ion": ion,
                         "source": source, "structure_hash": shash,
                         "spacegroup": f"{pw.spacegroup[0]} ({pw.spacegroup[1]})"}
     out["edges"] = [[int(u), int(v), [int(x) for x in j], int(lab)] for u, v, j, lab in pw.edges]
     out["cell"] = {"lattice": s.lattice.matrix.tolist(), "species": [site.specie.symbol for site in s],
-                   "frac_coords": s.frac_coords.tolist(), "ion_sites": [int(i) for i in pw.ion_sites]}
+                   "frac_coords": s.frac_coords.tolist(), "ion_sites": [int(i) for i in pw.ion_sites],
+                   "void_sites": [int(i) for i in pw.void_sites]}
     for hop in pw.hops:
         rec = {"material_id": item, "formula": pw.formula, "working_ion": ion, "limit": hop.limit,
                "hop_id": hop.hop_id, "length_A": hop.length_A, "multiplicity": hop.multiplicity,
                "source": source, "structure_hash": shash, "hop_label": hop.hop_label,
                "isite_wyckoff": hop.isite_wyckoff, "esite_wyckoff": hop.esite_wyckoff,
+               "isite_kind": hop.isite_kind, "esite_kind": hop.esite_kind,
                "band_sites": -1}
         try:
             size = pw.band_size(hop)
@@ -140,6 +143,7 @@ def build_spec_band(spec: BandSpec, cache: dict[int, Any] | None = None):
         c = spec.cell
         s = Structure(Lattice(c["lattice"]), c["species"], c["frac_coords"])
         pw = HostPathways(structure=s, ion=spec.ion, hops=[], edges=[], ion_sites=list(c["ion_sites"]),
+                          void_sites=list(c.get("void_sites", [])),
                           config=spec.config)
         cache[id(spec.cell)] = pw
     d = spec.hop

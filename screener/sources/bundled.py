@@ -36,6 +36,8 @@ class HostRecord:
         working_ions: the mobile ions the host is screened for.
         spacegroup: declared Hermann-Mauguin symbol.
         reference: literature source of the crystallographic data.
+        insertion_ions: for an empty framework (no working ion on its sites), the ions it is
+            screened for with ``sites="voids"``; empty for the other hosts.
     """
 
     material_id: str
@@ -45,6 +47,7 @@ class HostRecord:
     working_ions: tuple[str, ...]
     spacegroup: str
     reference: str
+    insertion_ions: tuple[str, ...] = ()
 
 
 def catalogue_dir() -> Path:
@@ -94,21 +97,25 @@ def _load_all(folder: str) -> tuple[HostRecord, ...]:
             working_ions=tuple(rec["working_ions"]),
             spacegroup=str(rec["spacegroup"]),
             reference=str(rec["reference"]),
+            insertion_ions=tuple(rec.get("insertion_ions", ())),
         )
         for rec in _read_index(base)
     ]
     return tuple(sorted(hosts, key=lambda h: h.material_id))
 
 
-def load_catalogue(ion: str | None = None) -> list[HostRecord]:
+def load_catalogue(ion: str | None = None, frameworks: bool = False) -> list[HostRecord]:
     """The bundled hosts for a working ion.
 
     Args:
         ion: element symbol of the working ion (``"Mg"``, ``"Li"`` ...); ``None`` for all hosts.
+        frameworks: also the empty frameworks offered for ``ion`` (screened with its insertion
+            at their voids); with ``ion`` None, every framework.
 
     Returns:
-        The hosts that list ``ion`` among their working ions (all hosts if ``ion`` is None),
-        sorted by id. Each record carries its own copy of the structure.
+        The hosts that list ``ion`` among their working ions (all hosts if ``ion`` is None), and
+        with ``frameworks`` those that list it among their insertion ions; sorted by id. Each
+        record carries its own copy of the structure.
     """
     records = _load_all(str(catalogue_dir()))
     return [
@@ -120,24 +127,33 @@ def load_catalogue(ion: str | None = None) -> list[HostRecord]:
             working_ions=r.working_ions,
             spacegroup=r.spacegroup,
             reference=r.reference,
+            insertion_ions=r.insertion_ions,
         )
         for r in records
-        if ion is None or ion in r.working_ions
+        if (ion is None and (frameworks or r.working_ions)) or ion in r.working_ions
+        or (frameworks and ion in r.insertion_ions)
     ]
 
 
 class BundledSource:
-    """The catalogue bundled under ``data/hosts/`` (the default without an MP key)."""
+    """The catalogue bundled under ``data/hosts/`` (the default without an MP key).
+
+    Args:
+        sites: ``voids`` also offers the empty frameworks (λ-MnO2, TiS2, MoS2, Mo6S8)
+            for their insertion ions; ``occupied`` (default) only hosts that hold the ion.
+    """
 
     name = "bundled"
 
-    def fetch(self, ion: str) -> list[HostItem]:
-        """Bundled hosts that contain ``ion``."""
+    def __init__(self, sites: str = "occupied"):
+        self.sites = sites
 
+    def fetch(self, ion: str) -> list[HostItem]:
+        """Bundled hosts that contain ``ion`` (and, with ``sites="voids"``, its frameworks)."""
         return [
             HostItem(item=r.material_id, structure=r.structure, source=self.name, formula=r.formula,
                      meta={"family": r.family, "reference": r.reference})
-            for r in load_catalogue(ion)
+            for r in load_catalogue(ion, frameworks=self.sites == "voids")
         ]
 
     def database_version(self) -> str | None:

@@ -15,13 +15,15 @@ from screener.sources.mp.source import MPSource
 log = logging.getLogger(__name__)
 
 
-def make_source(spec: str | None, **options: Any) -> Source:
+def make_source(spec: str | None, sites: str = "occupied", **options: Any) -> Source:
     """The source named by ``spec``: ``bundled``, ``mp`` or a path; None picks the default.
 
     The default is ``mp`` when ``MP_API_KEY`` is set, else ``bundled``; a one-line notice says which.
 
     Args:
         spec: ``bundled``, ``mp``, a path, or None.
+        sites: ``voids`` makes the bundled catalogue offer its empty frameworks too (files are
+            all read anyway; a file without the ion is then screened with it inserted).
         options: settings of the Materials Project source (``max_ehull``, ``max_sites``,
             ``experimental_only``, ``insertion_electrodes``, ``cache``, ``offline``; see
             :class:`screener.sources.mp.settings.MPOptions`); other sources take none and ignore them.
@@ -40,5 +42,5 @@ def make_source(spec: str | None, **options: Any) -> Source:
         log.warning("ignored for the %s source (Materials Project only): %s", spec,
                     ", ".join("--" + k.replace("_", "-") for k in flags))
     if spec == "bundled":
-        return BundledSource()
+        return BundledSource(sites)
     return PathSource(spec)

@@ -10,10 +10,10 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from screener.core.band import Band
+from screener.core.chemistry import anion_elements
 from screener.model.descriptors import (
     FEATURE_NAMES,
     FEATURE_VERSION,
-    anion_elements,
     band_features,
     feature_matrix,
 )

@@ -29,7 +29,7 @@ BY_ID = {rec["id"]: rec for rec in INDEX}
 
 @lru_cache(maxsize=1)
 def _records() -> dict[str, HostRecord]:
-    return {r.material_id: r for r in load_catalogue()}
+    return {r.material_id: r for r in load_catalogue(frameworks=True)}
 
 
 @pytest.fixture(params=IDS)
@@ -45,6 +45,11 @@ def test_catalogue_size_and_ions() -> None:
     counts = Counter(ion for rec in INDEX for ion in rec["working_ions"])
     for ion in ("Mg", "Ca", "Zn", "Li", "Na", "K"):
         assert counts[ion] >= 4, f"only {counts[ion]} {ion} hosts"
+
+
+def test_the_empty_frameworks_a_chemist_tries_first_are_bundled() -> None:
+    frameworks = {Composition(rec["formula"]).reduced_formula for rec in INDEX if rec.get("insertion_ions")}
+    assert {"MnO2", "TiS2", "MoS2", "Mo3S4"} <= frameworks
 
 
 def test_catalogue_covers_the_host_families() -> None:
@@ -65,7 +70,8 @@ def test_load_catalogue_filters_by_ion() -> None:
     assert all("Mg" in r.structure.composition for r in mg)
     assert len(mg) == sum("Mg" in rec["working_ions"] for rec in INDEX)
     assert [r.material_id for r in mg] == sorted(r.material_id for r in mg)
-    assert len(load_catalogue()) == len(INDEX)
+    assert len(load_catalogue()) == sum(bool(rec["working_ions"]) for rec in INDEX)
+    assert len(load_catalogue(frameworks=True)) == len(INDEX)
     assert load_catalogue("Xe") == []
 
 
@@ -94,6 +100,10 @@ def test_formula_and_working_ions(host: tuple[dict, Structure]) -> None:
     assert comp.reduced_formula == Composition(rec["formula"]).reduced_formula
     for ion in rec["working_ions"]:
         assert ion in comp, f"{rec['id']} lacks its working ion {ion}"
+    # an empty framework holds none of the ions it is offered for, and is offered for some
+    assert bool(rec["working_ions"]) != bool(rec.get("insertion_ions"))
+    for ion in rec.get("insertion_ions", []):
+        assert ion not in comp
 
 
 def test_spacegroup(host: tuple[dict, Structure]) -> None:
