@@ -5,7 +5,7 @@ It serves the bundled hosts (``screener.sources.bundled.load_catalogue()``) unde
 
 - ``GET /heartbeat``: ``{"db_version", "version", "access_controlled_batch_ids"}`` (no key needed,
   like the real service; the client reads it when an ``MPRester`` is built).
-- ``GET /materials/summary/``: filters ``elements``, ``material_ids``, ``energy_above_hull_min/max``,
+- ``GET /materials/summary/``: filters ``elements``, ``exclude_elements``, ``material_ids``, ``energy_above_hull_min/max``,
   ``nsites_min/max``, ``theoretical``, ``deprecated``; projects ``_fields`` (all fields with
   ``_all_fields``); pages with ``_skip``/``_limit``; answers ``{"data": [...], "meta": {"total_doc": N}}``.
 - ``GET /materials/insertion_electrodes/``: filter ``working_ion``; same paging and projection.
@@ -210,10 +210,13 @@ def _filter_summary(docs: list[dict[str, Any]], q: dict[str, str]) -> list[dict[
     out = []
     ids = set(q["material_ids"].split(",")) if q.get("material_ids") else None
     need = set(q["elements"].split(",")) if q.get("elements") else set()
+    banned = set(q["exclude_elements"].split(",")) if q.get("exclude_elements") else set()
     for d in docs:
         if ids is not None and d["material_id"] not in ids:
             continue
         if need and not need <= set(d["elements"]):
+            continue
+        if banned & set(d["elements"]):
             continue
         if "theoretical" in q and d["theoretical"] != _truthy(q["theoretical"]):
             continue

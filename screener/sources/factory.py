@@ -22,8 +22,9 @@ def make_source(spec: str | None, sites: str = "occupied", **options: Any) -> So
 
     Args:
         spec: ``bundled``, ``mp``, a path, or None.
-        sites: ``voids`` makes the bundled catalogue offer its empty frameworks too (files are
-            all read anyway; a file without the ion is then screened with it inserted).
+        sites: ``voids`` makes the bundled catalogue offer its empty frameworks too, and the
+            Materials Project search also frameworks without the ion (a redox-active metal and an
+            anion); files are all read anyway (a file without the ion is screened with it inserted).
         options: settings of the Materials Project source (``max_ehull``, ``max_sites``,
             ``experimental_only``, ``insertion_electrodes``, ``cache``, ``offline``; see
             :class:`screener.sources.mp.settings.MPOptions`); other sources take none and ignore them.
@@ -36,7 +37,7 @@ def make_source(spec: str | None, sites: str = "occupied", **options: Any) -> So
             log.info("source: bundled catalogue (set MP_API_KEY to screen the Materials Project)")
             spec = "bundled"
     if spec == "mp":
-        return MPSource.from_env(**options)
+        return MPSource.from_env(**options, frameworks=sites == "voids")
     flags = [k for k in ("offline", "insertion_electrodes", "experimental_only", "cache") if options.get(k)]
     if flags:
         log.warning("ignored for the %s source (Materials Project only): %s", spec,

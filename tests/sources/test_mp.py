@@ -338,3 +338,33 @@ def test_run_cli_rescreens_only_changes_and_never_leaks_the_key(server, env, mod
             meta = pq.read_metadata(p).metadata or {}
             decoded = [base64.b64decode(v) if k == b"ARROW:schema" else v for k, v in meta.items()]
             assert not any(SECRET.encode() in v for v in [*meta, *decoded]), p
+
+
+# ----------------------------------------------------------------------------- empty frameworks
+def test_with_voids_mp_also_pulls_frameworks_without_the_ion(server, env, model_env, monkeypatch,
+                                                             one_torch_thread):
+    from screener.sources.bundled import catalogue_dir
+    from screener.sources.files import read_structure
+
+    server.docs = catalogue_docs(only={"bundled-licoo2"})
+    tis2 = read_structure(catalogue_dir() / "TiS2.cif")
+    server.docs["mp-2156"] = summary_doc("mp-2156", tis2)  # Ti + S, no Li: a framework
+    server.docs["mp-1265"] = summary_doc("mp-1265", read_structure(catalogue_dir() / "KZnF3.cif"))  # no redox metal
+    unstable = summary_doc("mp-9999", tis2, ehull=0.3)  # a framework above the hull cut
+    server.docs["mp-9999"] = {**unstable, "material_id": "mp-9999"}
+
+    plain = source(env).sync("Li")
+    assert set(plain.members) == {m for m, d in server.docs.items() if "Li" in d["elements"]}
+    with_frameworks = source(env, frameworks=True).sync("Li")
+    assert set(with_frameworks.members) - set(plain.members) == {"mp-2156"}
+    # the cache keeps the two queries apart, and offline finds the frameworks again
+    offline = source(env, key=None, offline=True, frameworks=True).sync("Li")
+    assert set(offline.members) == set(with_frameworks.members)
+
+    monkeypatch.setenv("MP_API_KEY", VALID_KEY)
+    out = env / "run"
+    assert main(["run", "--chemistry", "Li", "--source", "mp", "--cache", str(env / "cache2"), "--sync",
+                 "--quiet", "--sites", "voids", "--out", str(out)]) == 0
+    hops = pd.read_parquet(out / "hops.parquet")
+    framework = hops[hops["material_id"] == "mp-2156"]
+    assert len(framework) and (framework["isite_kind"] == "void").all() and (framework["limit"] == "dilute").all()

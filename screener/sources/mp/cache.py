@@ -16,7 +16,7 @@ from typing import Any
 
 from screener.sources.mp.client import chunks
 from screener.sources.mp.delta import Member
-from screener.sources.mp.settings import MPOptions
+from screener.sources.mp.settings import MPOptions, is_framework
 
 
 class MPCache:
@@ -126,7 +126,8 @@ class MPCache:
                                "theoretical FROM materials").fetchall()
         out = {}
         for mid, stamp, elements, nsites, ehull, theoretical in rows:
-            if ion not in (elements or "").split(","):
+            els = set((elements or "").split(","))
+            if ion not in els and not (options.frameworks and is_framework(els, ion)):
                 continue
             if nsites is not None and nsites > options.max_sites:
                 continue

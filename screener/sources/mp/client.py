@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from screener.sources.mp.settings import (
+    REDOX_METALS,
     MPAuthError,
     MPOptions,
     MPSourceError,
     config_path,
+    is_framework,
 )
 
 log = logging.getLogger(__name__)
@@ -217,6 +219,24 @@ class MPClient:
             num_sites=(1, o.max_sites), theoretical=False if o.experimental_only else None,
             deprecated=False, fields=SUMMARY_LIST_FIELDS, chunk_size=o.page_size)
         return {str(d["material_id"]): stamp_text(d.get("last_updated")) for d in docs}
+
+    def list_frameworks(self, ion: str) -> dict[str, str]:
+        """``{material_id: last_updated}`` of frameworks for ``ion``: no ``ion``, a redox-active
+        transition metal and an anion, meeting the criteria (one search per metal)."""
+        o = self.options
+        out: dict[str, str] = {}
+        for metal in REDOX_METALS:
+            if metal == ion:
+                continue
+            docs = self._summary_search(
+                f"listing {metal} frameworks for {ion}", elements=[metal], exclude_elements=[ion],
+                energy_above_hull=(0.0, o.max_ehull), num_sites=(1, o.max_sites),
+                theoretical=False if o.experimental_only else None, deprecated=False,
+                fields=[*SUMMARY_LIST_FIELDS, "elements"], chunk_size=o.page_size)
+            out.update({str(d["material_id"]): stamp_text(d.get("last_updated")) for d in docs
+                        if is_framework({str(e) for e in d.get("elements") or []}, ion)})
+        log.info("Materials Project: %d frameworks without %s (redox-active metal and anion)", len(out), ion)
+        return out
 
     def list_electrode_materials(self, ion: str) -> dict[str, str]:
         """``{material_id: last_updated}`` of the ion-holding materials of ``ion``'s insertion electrodes."""

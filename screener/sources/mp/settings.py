@@ -39,6 +39,9 @@ class MPOptions:
             working ion (their discharged, ion-holding ends).
         cache: cache folder (None: :func:`default_cache_dir`).
         offline: screen from the cache alone, without contacting the Materials Project.
+        frameworks: also materials without the working ion that hold a redox-active transition
+            metal (:data:`REDOX_METALS`) and an anion (:data:`FRAMEWORK_ANIONS`), with the same
+            criteria: empty frameworks, screened with the ion inserted (``--sites voids``).
         timeout: seconds to wait for one answer.
         retries: retries per request (429, 5xx, timeouts, truncated bodies).
         backoff: backoff factor in seconds (doubles with each retry).
@@ -52,6 +55,7 @@ class MPOptions:
     insertion_electrodes: bool = False
     cache: str | None = None
     offline: bool = False
+    frameworks: bool = False
     timeout: float = 30.0
     retries: int = 5
     backoff: float = 0.5
@@ -68,7 +72,18 @@ class MPOptions:
         """The criteria that decide which materials a query returns."""
         return {"max_ehull": self.max_ehull, "max_sites": self.max_sites,
                 "experimental_only": self.experimental_only,
-                "insertion_electrodes": self.insertion_electrodes}
+                "insertion_electrodes": self.insertion_electrodes, "frameworks": self.frameworks}
+
+
+#: Transition metals whose redox lets an empty framework take up the working ion (frameworks search).
+REDOX_METALS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Nb", "Mo", "W")
+#: Anions of a framework worth screening for insertion.
+FRAMEWORK_ANIONS = ("O", "S", "Se", "F")
+
+
+def is_framework(elements: set[str], ion: str) -> bool:
+    """A material without ``ion`` that holds a redox-active metal and an anion."""
+    return ion not in elements and bool(elements & set(REDOX_METALS)) and bool(elements & set(FRAMEWORK_ANIONS))
 
 
 def config_path() -> Path:

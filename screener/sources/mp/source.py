@@ -76,7 +76,7 @@ class MPSource:
         """The cache's name for the query of ``ion`` with these criteria."""
         o = self.options
         return (f"{ion}|ehull<={o.max_ehull:g}|sites<={o.max_sites}|experimental={int(o.experimental_only)}"
-                f"|electrodes={int(o.insertion_electrodes)}")
+                f"|electrodes={int(o.insertion_electrodes)}" + ("|frameworks=1" if o.frameworks else ""))
 
     def database_version(self) -> str | None:
         """``db_version`` of the API's heartbeat (offline: the newest one the cache recorded)."""
@@ -123,6 +123,9 @@ class MPSource:
         now = self.client.list_materials(ion)
         if self.options.insertion_electrodes:
             for mid, stamp in self.client.list_electrode_materials(ion).items():
+                now.setdefault(mid, stamp)
+        if self.options.frameworks:
+            for mid, stamp in self.client.list_frameworks(ion).items():
                 now.setdefault(mid, stamp)
         cached = self.cache.stamps(now)
         wanted = [m for m, stamp in now.items() if m not in cached or cached[m].last_updated != stamp]
