@@ -1,6 +1,6 @@
 """The shape of the code: stages import only the stages before them, no cycles, small modules.
 
-Data flows one way: sources -> pathways -> model -> (training) -> screening -> handoff, with
+Data flows one way: sources -> pathways -> model -> (training) -> screening -> handoff -> loop, with
 ``core`` under everything and ``pipelines`` and ``cli`` on top. Every import counts, the ones
 inside functions and under ``TYPE_CHECKING`` too: an import moved into a function to dodge a cycle
 is still a cycle.
@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 #: Layers from the bottom up; a module may import its own layer and the ones before it.
-LAYERS = ["core", "sources", "pathways", "model", "training", "screening", "handoff", "pipelines", "cli"]
+LAYERS = ["core", "sources", "pathways", "model", "training", "screening", "handoff", "loop", "pipelines", "cli"]
 #: Entry points: run as programs, they may call the command line (nothing imports them).
 ENTRY_POINTS = {"screener.__main__", "pipelines.nightly"}
 MAX_LINES = 600

@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-vasp-inputs", action="store_true",
                    help="with --format vasp, write only the image folders, without the INCAR and "
                         "KPOINTS stub for a CI-NEB")
+    p.add_argument("--hops", default=None, metavar="FILE",
+                   help="export exactly these hops: `screener suggest --json` output, or a CSV with hop_id "
+                        "(and material_id, limit); replaces --top")
     add_run_source_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -83,7 +86,16 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1 or args.images < 1 or args.idpp_steps < 0 or (args.min_width is not None and args.min_width <= 0):
         log.error("--top, --images and --min-width must be positive, --idpp-steps non-negative")
         return EXIT_USAGE
-    opt = ExportOptions(top=args.top, fmt=args.fmt, n_intermediate=args.images, min_distance=args.min_distance,
+    listed = None
+    if args.hops:
+        from screener.loop.suggest import hops_from_file
+
+        try:
+            listed = hops_from_file(args.hops)
+        except (OSError, ValueError) as exc:
+            log.error("--hops %s: %s", args.hops, exc)
+            return EXIT_USAGE
+    opt = ExportOptions(hops=listed, top=args.top, fmt=args.fmt, n_intermediate=args.images, min_distance=args.min_distance,
                         idpp_steps=args.idpp_steps, use_refined=not args.no_refined,
                         refined_potential=args.potential, source=args.source, min_width=args.min_width,
                         vasp_inputs=not args.no_vasp_inputs)

@@ -10,11 +10,23 @@ import argparse
 import logging
 
 from screener._version import __version__
-from screener.cli import evaluate, export, hops, nightly, refine, report, run, train  # noqa: I001
+from screener.cli import (  # noqa: I001
+    evaluate,
+    export,
+    hops,
+    learn,
+    nightly,
+    predict,
+    refine,
+    report,
+    run,
+    suggest,
+    train,
+)
 from screener.cli.options import EXIT_CRASH, EXIT_USAGE, configure_logging
 
 #: The sub-commands, in the order ``--help`` lists them; each module has ``register(subparsers)``.
-COMMANDS = (run, hops, nightly, export, refine, report, train, evaluate)
+COMMANDS = (run, hops, nightly, export, refine, report, predict, suggest, learn, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

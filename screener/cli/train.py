@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from screener.training.dataset import read_entries
     from screener.training.metrics import class_stratified_folds, regression_metrics
     from screener.training.trainer import ExperimentConfig
+    from screener.training.trainset import training_set_of
 
     data = _dataset_path(Path(args.data))
     try:
@@ -201,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         info["descriptor_feature_version"] = FEATURE_VERSION
     predictor = BandPredictor(members, config.graph, tree_models, w, info)
     predictor.save(out)
+    if tree_models:  # what `screener learn` refits the trees with (descriptors, targets, folds)
+        training_set_of(entries, config.n_folds, config.fold_seed).save(out)
     write_model_card(out)
     m = metrics["blend"]
     log.info("CV (%d folds, %d entries): MAE %.3f eV, RMSE %.3f, R2 %.3f, Spearman %.3f; graph weight %.2f",

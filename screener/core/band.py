@@ -68,7 +68,7 @@ def structure_to_jarvis_dict(structure: Structure) -> dict[str, Any]:
     }
 
 
-def _match_sites(initial: Structure, final: Structure) -> np.ndarray:
+def match_sites(initial: Structure, final: Structure) -> np.ndarray:
     """Index in ``final`` of each site of ``initial``.
 
     Sites listed in the same species order are matched by index. Otherwise each species is
@@ -96,6 +96,21 @@ def _match_sites(initial: Structure, final: Structure) -> np.ndarray:
         rows, cols = linear_sum_assignment(cost)
         order[ii[rows]] = ff[cols]
     return order
+
+
+def displacements(initial: Structure, final: Structure) -> tuple[np.ndarray, np.ndarray]:
+    """How far each site of ``initial`` moves to its match in ``final`` (:func:`match_sites`).
+
+    Returns:
+        Minimum-image fractional displacements (sites x 3, in the initial cell) and their lengths
+        in Å.
+
+    Raises:
+        BandBuildError: the compositions differ.
+    """
+    order = match_sites(initial, final)
+    dfrac = _min_image(final.frac_coords[order] - initial.frac_coords)
+    return dfrac, np.linalg.norm(dfrac @ initial.lattice.matrix, axis=1)
 
 
 @dataclass
@@ -162,13 +177,14 @@ class Band:
 
     @classmethod
     def from_endpoints(
-        cls, initial: Structure, final: Structure, n_images: int = N_IMAGES
+        cls, initial: Structure, final: Structure, n_images: int = N_IMAGES, ion: str | None = None
     ) -> Band:
         """Build the band of one hop from its initial and final structures.
 
-        The migrating ion is the site whose position changes most (minimum image); the host is
-        the initial structure without it. Sites are matched by index when both list the same
-        species in the same order, else per species by least total displacement.
+        The migrating ion is the site whose position changes most (minimum image), or with
+        ``ion`` the site of that element that moves most; the host is the initial structure
+        without it. Sites are matched by index when both list the same species in the same
+        order, else per species by least total displacement.
 
         Raises:
             BandBuildError: when the two structures do not describe one hop.
@@ -179,10 +195,12 @@ class Band:
             )
         if len(initial) < 2:
             raise BandBuildError("end points need an ion and a host")
-        order = _match_sites(initial, final)
-        dfrac = _min_image(final.frac_coords[order] - initial.frac_coords)
-        dcart = dfrac @ initial.lattice.matrix
-        moved = np.linalg.norm(dcart, axis=1)
+        dfrac, moved = displacements(initial, final)
+        if ion is not None:
+            mine = [i for i, site in enumerate(initial) if site.species_string == ion]
+            if not mine:
+                raise BandBuildError(f"no {ion} site in the end points")
+            moved = np.where(np.isin(np.arange(len(initial)), mine), moved, -1.0)
         k = int(np.argmax(moved))
         if moved[k] < 0.1:
             raise BandBuildError("no site moves between the end points")

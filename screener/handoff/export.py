@@ -110,6 +110,32 @@ def select_hops(run: RunData, top: int) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[cols]
 
 
+def select_listed_hops(run: RunData, listed: pd.DataFrame) -> pd.DataFrame:
+    """The run's hops named in ``listed`` (``hop_id``, and ``material_id``/``limit`` where given),
+    in the order listed; ``rank`` is the material's shortlist rank (0 when not shortlisted).
+
+    Raises:
+        RunDirError: a listed hop is not in the run.
+    """
+    ranks = {(r.material_id, r.working_ion): int(r.rank) for r in run.shortlist.itertuples(index=False)}
+    perc = {(r.material_id, r.working_ion): float(r.percolation_1d_eV) for r in run.structures.itertuples(index=False)}
+    rows = []
+    for item in listed.to_dict("records"):
+        m = run.hops["hop_id"] == str(item["hop_id"])
+        for col in ("material_id", "limit", "working_ion"):
+            if item.get(col) is not None and item.get(col) == item.get(col):  # given and not NaN
+                m &= run.hops[col] == item[col]
+        found = run.hops[m]
+        if not len(found):
+            raise RunDirError(f"hop {item['hop_id']} ({item.get('material_id', '?')}) is not in {run.path}")
+        for _, h in found.iterrows():
+            key = (h["material_id"], h["working_ion"])
+            rows.append({**h.to_dict(), "rank": ranks.get(key, 0), "percolation_1d_eV": perc.get(key, math.nan)})
+    cols = [*run.hops.columns, "rank", "percolation_1d_eV"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.drop_duplicates(["material_id", "working_ion", "hop_id", "limit"]).reset_index(drop=True)
+
+
 def fetch_structures(spec: str, items: list[tuple[str, str]],
                      sites: str = "occupied") -> dict[tuple[str, str], Structure | Exception]:
     """The structures of ``(material_id, working_ion)`` pairs from a source, or why not.
@@ -253,6 +279,8 @@ class ExportOptions:
         min_width: perpendicular width (Å) of the exported supercells (default: the run's, 9.5 Å
             unless ``run --min-width`` said otherwise); smaller gives fewer atoms.
         vasp_inputs: write an ``INCAR`` and ``KPOINTS`` stub for a VASP CI-NEB next to the images.
+        hops: export exactly these hops (``screener suggest --json`` output, or a table with
+            ``hop_id`` and optionally ``material_id``, ``limit``) instead of the top shortlist's.
     """
 
     top: int = 5
@@ -265,6 +293,7 @@ class ExportOptions:
     source: str | None = None
     min_width: float | None = None
     vasp_inputs: bool = True
+    hops: pd.DataFrame | None = None
 
 
 def _json_value(v: Any) -> Any:
@@ -296,7 +325,7 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
         raise ValueError(f"format must be one of {FORMATS}, got {opt.fmt!r}")
     run = load_run(run_dir)
     out = Path(out)
-    selected = select_hops(run, opt.top)
+    selected = select_hops(run, opt.top) if opt.hops is None else select_listed_hops(run, opt.hops)
     multi_ion = run.shortlist["working_ion"].nunique() > 1
     t0 = time.perf_counter()
     need_bands = selected

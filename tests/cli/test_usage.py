@@ -13,7 +13,7 @@ from screener.cli.main import build_parser, main
 from screener.core.chemistry import parse_chemistry
 from screener.sources.bundled import catalogue_dir
 
-COMMANDS = ["run", "hops", "nightly", "export", "refine", "report", "train", "evaluate"]
+COMMANDS = ["run", "hops", "nightly", "export", "refine", "report", "predict", "suggest", "learn", "train", "evaluate"]
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -52,6 +52,9 @@ def test_chemistry_is_read_without_regard_to_case():
     (["refine", "NO_SUCH_RUN"], "no such run directory"),
     (["report", "NO_SUCH_RUN", "--out", "r.html"], "no such run directory"),
     (["evaluate", "--data", "NO_SUCH_FILE.json", "--out", "p.csv"], "cannot read dataset"),
+    (["predict", "--ini", "a.cif"], "give --ini FILE --fin FILE"),
+    (["suggest", "NO_SUCH_RUN"], "no such run directory"),
+    (["suggest", "NO_SUCH_RUN", "--n", "0"], "--n must be positive"),
 ])
 def test_bad_usage_exits_2_with_one_line_before_any_work(argv, message, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)

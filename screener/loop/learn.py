@@ -1,0 +1,157 @@
+"""Learn from finished NEBs: add their barriers to a model's training set and refit its fast members.
+
+The base model must carry its training set (``training_set.npz``: descriptors, barriers, folds;
+see :mod:`screener.training.trainset`), so this works from an installed package without the
+literature dataset. The descriptor trees are refit (each on its fold's training rows plus every
+learned row: a DFT barrier teaches every member); the graph members and the blend weight are
+kept. Cross-validation of the trees is rerun on the enlarged set, with the base rows in their
+folds and the learned rows spread over them, and reported beside the same CV on the base rows.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from screener.loop.neb_results import ACCEPTED, NebRecord
+from screener.model.descriptors import feature_matrix
+from screener.model.predictor import BandPredictor
+from screener.model.registry import default_model_dir
+from screener.model.trees import ForestModel
+from screener.training.metrics import regression_metrics
+from screener.training.trainset import TrainingSet
+
+log = logging.getLogger(__name__)
+
+#: Files of a model directory that the refit replaces or that describe the old model only.
+_REPLACED = ("model.json", "MODEL_CARD.md", "cv_metrics.json")
+
+
+@dataclass
+class LearnResult:
+    """What ``learn`` did.
+
+    Attributes:
+        model_dir: the new model directory.
+        version: its ``name@version``.
+        learned: one provenance record per accepted NEB (folder, date, barrier, ion, hop length).
+        cv_base: trees-only CV metrics on the base rows.
+        cv_new: trees-only CV metrics on the enlarged set.
+    """
+
+    model_dir: Path
+    version: str
+    learned: list[dict[str, Any]]
+    cv_base: dict[str, float]
+    cv_new: dict[str, float]
+
+
+def _forest_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    forest = dict((meta.get("train_config") or {}).get("forest") or {})
+    return forest
+
+
+def _cv(ts: TrainingSet, settings: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
+    """Trees-only out-of-fold metrics of a training set (its own folds)."""
+    pred = np.full(len(ts), np.nan)
+    for k in range(ts.n_folds):
+        test = ts.fold == k
+        if test.any():
+            pred[test] = ForestModel(**settings).fit(ts.X[~test], ts.y[~test]).predict(ts.X[test])
+    return regression_metrics(ts.y, pred), pred
+
+
+def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = None,
+          now: _dt.datetime | None = None) -> LearnResult:
+    """Refit the base model's trees with the accepted NEB barriers; write the new model to ``out``.
+
+    Args:
+        records: judged NEB folders (:func:`~screener.loop.neb_results.judge_neb`); rejected ones
+            are ignored.
+        out: the new model directory (created; must not be the base).
+        base: the base model directory (default: ``$SCREENER_MODEL_DIR``, else the shipped one).
+        now: the date recorded in the provenance (default: now, UTC).
+
+    Raises:
+        ValueError: no accepted record, ``out`` is the base, or the base carries no training set.
+    """
+    base_dir = Path(base) if base else default_model_dir()
+    out = Path(out)
+    if out.resolve() == base_dir.resolve():
+        raise ValueError("--out must be a new folder, not the base model")
+    accepted = [r for r in records if r.status == ACCEPTED]
+    if not accepted:
+        raise ValueError("no accepted NEB folder: nothing to learn")
+    try:
+        ts = TrainingSet.load(base_dir)
+    except FileNotFoundError:
+        raise ValueError(f"the model in {base_dir} carries no training set (training_set.npz): retrain it "
+                         "with this version of `screener train`") from None
+    base_meta = json.loads((base_dir / "model.json").read_text())
+    predictor = BandPredictor.load(base_dir)
+    kinds = list((base_meta.get("train_config") or {}).get("tree_kinds") or ["extra_trees"])
+    if kinds != ["extra_trees"] or any(not isinstance(m, ForestModel) for m in predictor.tree_models):
+        raise ValueError("learn refits extra-trees members; this model has other tree kinds")
+    bands = [r.band for r in accepted]
+    X_new = feature_matrix(bands).to_numpy(dtype=float)
+    y_new = np.array([r.em_eV for r in accepted], dtype=float)
+    date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
+    enlarged = ts.extended(X_new, y_new, [r.folder for r in accepted], [b.ion for b in bands])
+    settings = _forest_settings(base_meta)
+    log.info("refitting %d tree members on %d + %d rows", len(predictor.tree_models), len(ts), len(y_new))
+    members = []
+    for k in range(len(predictor.tree_models)):
+        rows = (ts.fold != k)
+        X = np.vstack([ts.X[rows], X_new])
+        y = np.concatenate([ts.y[rows], y_new])
+        members.append(ForestModel(**settings).fit(X, y))
+    cv_base, _ = _cv(ts, settings)
+    cv_new, oof = _cv(enlarged, settings)
+    learned_oof = oof[len(ts):]
+    learned = [{"folder": r.folder, "date": date, "em_eV": r.em_eV, "em_reverse_eV": r.em_reverse_eV,
+                "working_ion": b.ion, "hop_length_A": round(float(b.hop_length), 4),
+                "oof_predicted_em_eV": round(float(p), 4)}
+               for r, b, p in zip(accepted, bands, learned_oof)]
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(base_dir, out, ignore=shutil.ignore_patterns(*_REPLACED, "trees_*.npz"))
+    base_version = f"{base_meta.get('name', 'model')}@{base_meta.get('version', '0')}"
+    previous = list(base_meta.get("learned") or [])
+    version = f"{base_meta.get('version', '0')}+learn{len(previous) + len(learned)}"
+    info = {k: v for k, v in predictor.info.items() if k not in ("learned", "cv_learned", "base_model")}
+    info.update(version=version, base_model=base_version, learned=previous + learned,
+                n_train=int(len(enlarged)),
+                cv_learned={"trees_only_base": cv_base, "trees_only_enlarged": cv_new,
+                            "learned_rows_oof": regression_metrics(y_new, learned_oof) if len(y_new) > 1 else
+                            {"mae": float(np.mean(np.abs(learned_oof - y_new)))}})
+    new = BandPredictor(predictor.members, predictor.graph_config, members, predictor.graph_weight, info)
+    new.save(out)
+    enlarged.save(out)
+    _write_card(out, info)
+    return LearnResult(out, f"{info.get('name', 'model')}@{version}", learned, cv_base, cv_new)
+
+
+def _write_card(out: Path, info: dict[str, Any]) -> None:
+    from screener.training.card import metrics_table, write_model_card
+
+    path = write_model_card(out)
+    cv = info["cv_learned"]
+    lines = ["", "## Learned from finished NEB calculations (`screener learn`)", "",
+             f"Base model: {info['base_model']}. The descriptor trees were refit with these DFT barriers "
+             "(the graph members and the blend weight are the base's).", "",
+             "| folder | date | ion | hop (Å) | Em (eV) | reverse (eV) | out-of-fold prediction (eV) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in info["learned"]:
+        lines.append(f"| {r['folder']} | {r['date']} | {r['working_ion']} | {r['hop_length_A']} | {r['em_eV']:.3f} | "
+                     f"{r['em_reverse_eV']:.3f} | {r.get('oof_predicted_em_eV', float('nan')):.3f} |")
+    lines += ["", "Cross-validation of the trees (same folds; learned rows spread over them):", "",
+              metrics_table({"base rows": cv["trees_only_base"], "enlarged set": cv["trees_only_enlarged"]}), ""]
+    path.write_text(path.read_text() + "\n".join(lines))

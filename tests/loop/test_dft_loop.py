@@ -1,0 +1,194 @@
+"""The loop back from DFT: predict a given hop, learn from NEB folders, suggest the next hops."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Structure
+from pymatgen.io.vasp import Poscar
+
+from screener.cli.main import main
+from screener.core.band import structure_to_jarvis_dict
+from screener.loop.neb_results import judge_neb
+from screener.loop.suggest import suggest_hops
+from screener.model.predictor import BandPredictor
+from screener.model.registry import default_model_dir
+from screener.pathways.bands import build_band
+from screener.pathways.config import PathwayConfig
+from screener.pathways.search import find_pathways
+from screener.screening.rundir import RunData
+
+OSZICAR_LINE = "   1 F= {e:.8E} E0= {e:.8E}  d E =-.100000E-02  mag=     0.0000\n"
+
+
+@pytest.fixture(scope="module")
+def endpoints(licoo2) -> tuple[Structure, Structure]:
+    """The end points of LiCoO2's 2.82 Å in-plane vacancy hop in a small supercell (ion first)."""
+    pw = find_pathways(licoo2, "Li", PathwayConfig(min_width=6.0))
+    hop = next(h for h in pw.hops if h.limit == "vacancy")
+    band = build_band(pw, hop)
+    return band.endpoint(0), band.endpoint(-1)
+
+
+def _write_neb(folder: Path, images: list[Structure], energies: list[float | None]) -> Path:
+    for k, (s, e) in enumerate(zip(images, energies)):
+        d = folder / f"{k:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        Poscar(s).write_file(d / "POSCAR")
+        if e is not None:
+            (d / "OSZICAR").write_text("       N       E                     dE             d eps       ncg\n"
+                                       + OSZICAR_LINE.format(e=-400.0 + e))
+    return folder
+
+
+def _images(initial: Structure, final: Structure, n: int = 5) -> list[Structure]:
+    return list(initial.interpolate(final, nimages=n - 1, interpolate_lattices=False, autosort_tol=0))
+
+
+@pytest.fixture(scope="module")
+def neb_folders(endpoints, tmp_path_factory) -> dict[str, Path]:
+    ini, fin = endpoints
+    root = tmp_path_factory.mktemp("nebs")
+    images = _images(ini, fin)
+    out = {"clean": _write_neb(root / "clean", images, [0.0, 0.5, 1.40, 0.5, 0.0]),
+           "inverted": _write_neb(root / "inverted", images, [0.0, -0.4, 0.2, -0.4, 0.0]),
+           "unfinished": _write_neb(root / "unfinished", images, [0.0, 0.3, None, 0.3, 0.0])}
+    stretched = fin.copy()
+    stretched.scale_lattice(fin.volume * 1.03)
+    out["cells"] = _write_neb(root / "cells", [*images[:-1], stretched], [0.0, 0.2, 0.4, 0.2, 0.0])
+    two = fin.copy()
+    other = next(i for i, s in enumerate(two) if s.specie.symbol == "Li" and i > 0)
+    two.translate_sites([other], [0.8, 0, 0], frac_coords=False)
+    out["two_ions"] = _write_neb(root / "two_ions", [*images[:-1], two], [0.0, 0.2, 0.4, 0.2, 0.0])
+    (root / "empty").mkdir()
+    out["empty"] = root / "empty"
+    return out
+
+
+def test_each_neb_folder_is_classified_as_a_dft_user_would(neb_folders):
+    clean = judge_neb(neb_folders["clean"])
+    assert clean.status == "accepted" and clean.em_eV == pytest.approx(1.40) and clean.em_reverse_eV == pytest.approx(1.40)
+    assert clean.working_ion == "Li" and clean.hop_length_A == pytest.approx(2.8156, abs=0.01)
+    inverted = judge_neb(neb_folders["inverted"])
+    assert inverted.status == "rejected" and "inverted" in inverted.reason and inverted.em_eV == pytest.approx(0.2)
+    assert judge_neb(neb_folders["inverted"], accept_warnings=True).status == "accepted"
+    unfinished = judge_neb(neb_folders["unfinished"])
+    assert unfinished.status == "rejected" and "02" in unfinished.reason and unfinished.em_eV is None
+    cells = judge_neb(neb_folders["cells"])
+    assert cells.status == "rejected" and "cells differ" in cells.reason
+    assert judge_neb(neb_folders["cells"], accept_warnings=True).status == "rejected"  # an error, not a warning
+    two = judge_neb(neb_folders["two_ions"])
+    assert two.status == "rejected" and "2 sites move" in two.reason
+
+
+def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_folders, endpoints, tmp_path, capsys):
+    folders = [str(neb_folders[k]) for k in ("clean", "inverted", "unfinished", "cells", "two_ions", "empty")]
+    out = tmp_path / "learned"
+    assert main(["learn", *folders, "--out", str(out), "--json"]) == 3  # the empty folder is unreadable
+    report = json.loads(capsys.readouterr().out)
+    status = {Path(f["folder"]).name: f["status"] for f in report["folders"]}
+    assert status == {"clean": "accepted", "inverted": "rejected", "unfinished": "rejected", "cells": "rejected",
+                      "two_ions": "rejected", "empty": "unreadable"}
+    assert {Path(f["folder"]).name: f["em_eV"] for f in report["folders"]}["inverted"] == pytest.approx(0.2)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["version"].endswith("+learn1") and meta["learned"][0]["em_eV"] == pytest.approx(1.40)
+    assert meta["n_train"] == json.loads((default_model_dir() / "model.json").read_text())["n_train"] + 1
+    assert "Learned from finished NEB" in (out / "MODEL_CARD.md").read_text()
+    assert report["cv"]["trees_only_enlarged"]["n"] == report["cv"]["trees_only_base"]["n"] + 1
+    from screener.core.band import Band
+
+    band = Band.from_endpoints(*endpoints)
+    before = BandPredictor.load(default_model_dir()).predict([band]).em[0]
+    after = BandPredictor.load(out).predict([band]).em[0]
+    assert abs(after - 1.40) < abs(before - 1.40) - 0.1
+
+
+def test_predict_matches_evaluate_and_reads_vasp6_files(endpoints, tmp_path, capsys):
+    ini, fin = endpoints
+    for name, s in (("POSCAR_ini", ini), ("CONTCAR_fin", fin)):
+        text = Poscar(s).get_str().splitlines()
+        symbols = text[5].split()  # VASP 6 writes POTCAR labels with hashes, and selective dynamics
+        text[5] = " ".join(f"{e}_sv/5f8e{k}a2c" if e == "Li" else f"{e}/1b2c3d{k}" for k, e in enumerate(symbols))
+        coords = text[8:]
+        text = text[:7] + ["Selective dynamics"] + text[7:8] + [c + " T T T" for c in coords if c.strip()]
+        (tmp_path / name).write_text("\n".join(text) + "\n")
+    assert main(["predict", "--ini", str(tmp_path / "POSCAR_ini"), "--fin", str(tmp_path / "CONTCAR_fin"),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"predicted_em_eV", "uncertainty_eV", "hop_length_A", "working_ion", "warnings"}
+    assert got["working_ion"] == "Li" and got["hop_length_A"] == pytest.approx(2.8156, abs=0.01)
+    data = tmp_path / "pair.json"
+    data.write_text(json.dumps([{"jid": "x", "atoms_ini": structure_to_jarvis_dict(ini),
+                                 "atoms_fin": structure_to_jarvis_dict(fin)}]))
+    assert main(["evaluate", "--data", str(data), "--out", str(tmp_path / "p.csv")]) == 0
+    row = pd.read_csv(tmp_path / "p.csv").iloc[0]
+    assert got["predicted_em_eV"] == pytest.approx(row["predicted_em_eV"], abs=1e-6)
+    assert got["uncertainty_eV"] == pytest.approx(row["uncertainty_eV"], abs=1e-6)
+
+
+def test_predict_warns_when_two_ions_move_and_pairs_give_one_row_each(endpoints, tmp_path, capsys):
+    ini, fin = endpoints
+    two = fin.copy()
+    other = next(i for i, s in enumerate(two) if s.specie.symbol == "Li" and i > 0)
+    two.translate_sites([other], [0.7, 0, 0], frac_coords=False)
+    ini.to(filename=str(tmp_path / "a.cif"))
+    two.to(filename=str(tmp_path / "b.cif"))
+    (tmp_path / "bad.cif").write_text("data_nothing\n")
+    (tmp_path / "pairs.csv").write_text("ini,fin,ion\na.cif,b.cif,li\na.cif,bad.cif,\n")
+    assert main(["predict", "--pairs", str(tmp_path / "pairs.csv"), "--json"]) == 3
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and rows[1]["error"] and rows[1]["predicted_em_eV"] is None
+    assert any("2 sites move" in w for w in rows[0]["warnings"]) and rows[0]["working_ion"] == "Li"
+    assert main(["predict", "--ini", str(tmp_path / "a.cif")]) == 2  # half a pair is bad usage
+
+
+def _run(hops: list[dict], threshold: float = 0.65) -> RunData:
+    h = pd.DataFrame(hops)
+    structures = h.groupby(["material_id", "working_ion"], as_index=False).agg(
+        formula=("formula", "first"), percolation_1d_eV=("predicted_em_eV", "max"))
+    structures["passes"] = structures["percolation_1d_eV"] < threshold
+    short = structures[structures["passes"]].reset_index(drop=True)
+    short.insert(0, "rank", range(1, len(short) + 1))
+    short["path_hop_ids"] = [sorted(h[h["material_id"] == m]["hop_id"]) for m in short["material_id"]]
+    return RunData(Path("run"), {"config": {"threshold": threshold}}, h, structures, short)
+
+
+def test_suggest_ranks_a_hop_near_the_threshold_with_a_wide_uncertainty_first():
+    def hop(mid, hid, em, sigma):
+        return {"material_id": mid, "formula": mid, "working_ion": "Li", "hop_id": hid, "limit": "vacancy",
+                "predicted_em_eV": em, "uncertainty_eV": sigma}
+
+    run = _run([hop("A", "a1", 0.60, 0.30), hop("B", "b1", 0.20, 0.05), hop("C", "c1", 1.50, 0.10),
+                hop("D", "d1", 0.70, 0.40), hop("D", "d2", 0.30, 0.40)])
+    rows = suggest_hops(run, n=10)
+    ids = [r["hop_id"] for r in rows]
+    assert ids[0] in ("a1", "d1") and ids.index("a1") < ids.index("b1")
+    assert "d2" not in ids  # below the bottleneck of a material that failed: it decides nothing
+    assert all(set(r) >= {"material_id", "hop_id", "limit", "predicted_em_eV", "uncertainty_eV", "score"}
+               for r in rows)
+    near = next(r for r in rows if r["hop_id"] == "a1")
+    assert near["score"] == pytest.approx(0.5 * math.erfc(0.05 / (0.30 * math.sqrt(2))), abs=1e-4)
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+
+
+def test_suggested_hops_go_straight_to_export(tmp_path, licoo2, capsys, one_torch_thread):
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    licoo2.to(filename=str(hosts / "LiCoO2.cif"))
+    run_dir = tmp_path / "run"
+    assert main(["run", "--chemistry", "Li", "--source", str(hosts), "--sync", "--quiet", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["suggest", str(run_dir), "--n", "2", "--json"]) == 0
+    suggested = json.loads(capsys.readouterr().out)
+    assert suggested
+    (tmp_path / "next.json").write_text(json.dumps(suggested))
+    out = tmp_path / "neb"
+    assert main(["export", str(run_dir), "--hops", str(tmp_path / "next.json"), "--out", str(out), "--quiet"]) == 0
+    manifest = pd.read_csv(out / "exported.csv")
+    assert sorted(manifest["hop_id"]) == sorted(r["hop_id"] for r in suggested)
+    assert np.isfinite(manifest["predicted_em_eV"]).all()
