@@ -25,6 +25,7 @@ from screener.model.descriptors import feature_matrix
 from screener.model.predictor import BandPredictor
 from screener.model.registry import default_model_dir
 from screener.model.trees import ForestModel
+from screener.training.card import metrics_table, write_model_card
 from screener.training.metrics import regression_metrics
 from screener.training.trainset import TrainingSet
 
@@ -140,7 +141,6 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
 
 
 def _write_card(out: Path, info: dict[str, Any]) -> None:
-    from screener.training.card import metrics_table, write_model_card
 
     path = write_model_card(out)
     cv = info["cv_learned"]

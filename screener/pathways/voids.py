@@ -37,6 +37,7 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from screener.core.chemistry import anion_elements
 from screener.core.errors import PathwayError, TooManyVoidsError
+from screener.core.hashing import input_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,6 @@ _CACHE_SIZE = 512
 def cached_voids(structure: Structure, ion: str, symprec: float = 0.1,
                  settings: VoidSettings | None = None) -> list[VoidSite]:
     """:func:`find_voids`, computed once per process for a structure (by content hash)."""
-    from screener.core.hashing import input_fingerprint
 
     st = settings or VoidSettings()
     key = (input_fingerprint(structure), ion, symprec, st)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION
+from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION, feature_matrix
+from screener.training.metrics import class_stratified_folds
 
 FILE_NAME = "training_set.npz"
 
@@ -86,8 +87,6 @@ class TrainingSet:
 
 def training_set_of(entries: list, n_folds: int = 5, seed: int = 0) -> TrainingSet:
     """The training set of dataset entries with bands and targets, folds as ``screener train`` draws them."""
-    from screener.model.descriptors import feature_matrix
-    from screener.training.metrics import class_stratified_folds
 
     good = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in good], n_folds, seed)
