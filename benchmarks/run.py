@@ -14,7 +14,11 @@ over 1" measures task granularity, not scaling (a 10-host subset gave 0.9x for t
   ``screener.screening.tasks.DEFAULT_BATCH_SIZE``);
 * batched over one at a time: the same with ``batch_size=1``;
 * 2 workers over 1 (default task size);
-* the share of each stage (from ``run.json`` timings) and the peak resident memory per worker.
+* the share of each stage (from ``run.json`` timings) and the peak resident memory per worker;
+* the pathway and band stages alone over the same hosts and hops, on the same 2 workers (one task
+  per host: symmetry analysis, hops, and every hop's band, no model): ``pathways_only_hops_per_s``,
+  and ``screen_over_pathways`` = full-screen hops/s / pathways-only hops/s (1.0 would mean the model
+  costs nothing; the goal is >= 0.5, the model no longer the bottleneck).
 
 Each worker is a Dask worker process with one thread (``OMP_NUM_THREADS=1``, torch held to one
 thread). The LocalCluster is started, and each worker loads the model, before timing: a nightly
@@ -52,7 +56,8 @@ from screener.sources.bundled import load_catalogue  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"
-GOALS = {"batched_over_single": 10.0, "two_workers_over_one": 1.8, "peak_rss_mib": 2048.0}
+GOALS = {"batched_over_single": 10.0, "two_workers_over_one": 1.8, "peak_rss_mib": 2048.0,
+         "screen_over_pathways": 0.5}
 STAGES = ("source", "pathways", "bands", "graphs", "model", "writing")
 
 
@@ -161,8 +166,33 @@ def timed_run(cluster: Cluster, source: CatalogueSource, ions: list[str], batch_
             "peak_rss_mib": res.run_info["workers"]["peak_rss_mib"], "failures": len(res.failures)}
 
 
+def _pathways_and_bands(item: str, structure: Any, ion: str, source: str, config: Any) -> int:
+    """The pathway stage of one host and every band the model would read: no model."""
+    from screener.screening.tasks import BandSpec, build_spec_band, host_pathways
+
+    res = host_pathways(item, structure, ion, source, config)
+    cells: dict[int, Any] = {}
+    for hop in res["hop_specs"].values():
+        build_spec_band(BandSpec(res["cell"], ion, hop, config), cells)
+    return len(res["hops"])
+
+
+def pathways_run(cluster: Cluster, source: CatalogueSource, ions: list[str]) -> dict[str, Any]:
+    """The pathway and band stages alone over the same hosts (one Dask task per host)."""
+    from screener.pathways.config import PathwayConfig
+
+    config = PathwayConfig()
+    items = [(h.item, h.structure, ion, source.name, config) for ion in ions for h in source.fetch(ion)]
+    t0 = time.perf_counter()
+    futures = [cluster.client.submit(_pathways_and_bands, *it, pure=False) for it in items]
+    n = sum(cluster.client.gather(futures))
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "hops": n, "hops_per_s": n / wall, "timings_s": {}, "peak_rss_mib": None,
+            "failures": 0}
+
+
 BATCH = default_batch_size("cpu")
-CONFIGS = {"2w_batched": (2, BATCH), "2w_b1": (2, 1), "1w_batched": (1, BATCH)}
+CONFIGS = {"2w_batched": (2, BATCH), "2w_b1": (2, 1), "1w_batched": (1, BATCH), "2w_pathways": (2, 0)}
 
 
 def summarise(name: str, runs: list[dict[str, Any]], cluster: Cluster, rss_now: float) -> dict[str, Any]:
@@ -196,7 +226,10 @@ def measure_all(repeats: int, source: CatalogueSource, ions: list[str], model_di
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
         for _ in range(repeats):
             for name, (n, batch_size) in CONFIGS.items():
-                runs[name].append(timed_run(clusters[n], source, ions, batch_size, model_dir))
+                if name == "2w_pathways":
+                    runs[name].append(pathways_run(clusters[n], source, ions))
+                else:
+                    runs[name].append(timed_run(clusters[n], source, ions, batch_size, model_dir))
         rss = {n: c.rss_mib() for n, c in clusters.items()}
         return {name: summarise(name, runs[name], clusters[CONFIGS[name][0]], rss[CONFIGS[name][0]])
                 for name in CONFIGS}
@@ -283,6 +316,9 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
             f"{'yes' if s['two_workers_over_one'] >= 1.8 else 'no'} |",
             f"| peak RSS per worker | {s['peak_rss_mib']:.0f} MiB | <= 2048 MiB | "
             f"{'yes' if s['peak_rss_mib'] <= 2048 else 'no'} |",
+            *([f"| screen / pathways and bands alone | {s['screen_over_pathways']:.2f} (pathways only: "
+               f"{s['pathways_only_hops_per_s']:.2f} hops/s) | >= 0.5 | "
+               f"{'yes' if s['screen_over_pathways'] >= 0.5 else 'no'} |"] if "screen_over_pathways" in s else []),
             "",
             "Stage shares (batched, 2 workers): "
             + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["stage_shares"].items()) + ".",
@@ -370,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     print(f"{mode}: {n_hosts} hosts, {args.repeats} timed repeats per configuration", file=sys.stderr)
     runs = measure_all(args.repeats, source, ions, args.model, warm)
-    a, b, c = runs["2w_batched"], runs["2w_b1"], runs["1w_batched"]
+    a, b, c, pw = runs["2w_batched"], runs["2w_b1"], runs["1w_batched"], runs["2w_pathways"]
     summary = {
         "mode": mode,
         "hops": a["hops"],
@@ -378,6 +414,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batched_over_single": round(a["hops_per_s"] / b["hops_per_s"], 3),
         "two_workers_over_one": round(a["hops_per_s"] / c["hops_per_s"], 3),
         "two_workers_ceiling": round(granularity_ceiling(a["hops"], a["batch_size"], 2), 3),
+        "pathways_only_hops_per_s": round(pw["hops_per_s"], 3),
+        "screen_over_pathways": round(a["hops_per_s"] / pw["hops_per_s"], 3),
         "peak_rss_mib": max(x["peak_rss_mib"] for x in runs.values()),
         "stage_shares": stage_shares(a["timings_s"]),
         "per_hop_ms_batched": per_hop_ms(a),
@@ -389,6 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batched_over_single": summary["batched_over_single"] >= GOALS["batched_over_single"],
         "two_workers_over_one": summary["two_workers_over_one"] >= GOALS["two_workers_over_one"],
         "peak_rss_mib": summary["peak_rss_mib"] <= GOALS["peak_rss_mib"],
+        "screen_over_pathways": summary["screen_over_pathways"] >= GOALS["screen_over_pathways"],
     }
     mach["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
     record = {"machine": mach, "model_version": model_version_of(args.model), "n_hosts": n_hosts,

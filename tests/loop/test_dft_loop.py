@@ -192,3 +192,20 @@ def test_suggested_hops_go_straight_to_export(tmp_path, licoo2, capsys, one_torc
     manifest = pd.read_csv(out / "exported.csv")
     assert sorted(manifest["hop_id"]) == sorted(r["hop_id"] for r in suggested)
     assert np.isfinite(manifest["predicted_em_eV"]).all()
+
+
+def test_an_ase_trajectory_of_images_is_read_like_a_vasp_folder(endpoints, tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    frames = []
+    for s, e in zip(_images(*endpoints), [0.0, 0.3, 0.55, 0.3, 0.05]):
+        atoms = AseAtomsAdaptor.get_atoms(s)
+        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e)
+        frames.append(atoms)
+    (tmp_path / "neb").mkdir()
+    write(tmp_path / "neb" / "chgnet.traj", frames)
+    rec = judge_neb(tmp_path / "neb")
+    assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_reverse_eV == pytest.approx(0.50)
+    assert judge_neb(tmp_path / "neb" / "chgnet.traj").em_eV == pytest.approx(0.55)
