@@ -1,5 +1,4 @@
-"""Content hashes: of JSON-ready objects and of structures.
-"""
+"""Content hashes: of JSON-ready objects and of structures."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Memory of a screening process: its peak resident size, and glibc's allocator settings.
-"""
+"""Memory of a screening process: its peak resident size, and glibc's allocator settings."""
 
 from __future__ import annotations
 

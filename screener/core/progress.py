@@ -1,5 +1,4 @@
-"""Progress bars of long work (rich), or none.
-"""
+"""Progress bars of long work (rich), or none."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""CI-NEB of one hop with a universal potential: fixed-cell end-point relaxation, IDPP images, climbing image.
-"""
+"""CI-NEB of one hop with a universal potential: fixed-cell end-point relaxation, IDPP images, climbing image."""
 
 from __future__ import annotations
 

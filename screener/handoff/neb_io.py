@@ -1,5 +1,4 @@
-"""NEB images of a hop and the files DFT codes read (VASP folders, ASE trajectories).
-"""
+"""NEB images of a hop and the files DFT codes read (VASP folders, ASE trajectories)."""
 
 from __future__ import annotations
 

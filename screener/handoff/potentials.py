@@ -1,5 +1,4 @@
-"""Universal ML potentials behind ``refine``: which are installed, their calculators and versions.
-"""
+"""Universal ML potentials behind ``refine``: which are installed, their calculators and versions."""
 
 from __future__ import annotations
 
@@ -28,7 +27,6 @@ _INSTALL = {"chgnet": "pip install 'screener[refine]'  (or: pip install chgnet)"
 
 class PotentialNotInstalledError(ScreenerError):
     """The ML potential asked for is not installed."""
-
     stage = "refine"
 
 

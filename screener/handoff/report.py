@@ -400,7 +400,6 @@ def path_hops_table(short: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(run_dir: str | Path, out: str | Path, top: int = 50) -> Path:
     """Build the report of a run directory and write it to ``out`` (an ``.html`` file)."""
-
     out = Path(out)
     page = build_report(load_run(run_dir), top=top)
     out.parent.mkdir(parents=True, exist_ok=True)

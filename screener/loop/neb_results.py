@@ -37,7 +37,6 @@ ACCEPTED, REJECTED = "accepted", "rejected"
 
 class NebReadError(ScreenerError):
     """A folder that is not a NEB calculation screener can read."""
-
     stage = "learn"
 
 

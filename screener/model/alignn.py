@@ -63,7 +63,6 @@ class BandModelConfig:
 
 class BandALIGNN(nn.Module):
     """Predicts the migration barrier (eV) of a batch of band graphs."""
-
     def __init__(self, config: BandModelConfig = BandModelConfig()):
         super().__init__()
         self.config = config

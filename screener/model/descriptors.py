@@ -1,4 +1,4 @@
-"""Hand-made, physically motivated descriptors of a migration band 
+"""Hand-made, physically motivated descriptors of a migration band.
 
 :func:`band_features` turns one :class:`~screener.core.band.Band` into a flat mapping of ~60 floats:
 

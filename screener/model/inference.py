@@ -1,5 +1,4 @@
-"""Running a BandALIGNN over graph pairs: the one forward loop that training and prediction share.
-"""
+"""Running a BandALIGNN over graph pairs: the one forward loop that training and prediction share."""
 
 from __future__ import annotations
 

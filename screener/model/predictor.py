@@ -47,7 +47,6 @@ def sha256_file(path: Path) -> str:
 @dataclass
 class Prediction:
     """Barriers of a list of bands (eV): the blend, its uncertainty and its two parts."""
-
     em: np.ndarray
     uncertainty: np.ndarray
     graph: np.ndarray

@@ -1,5 +1,4 @@
-"""The supercell band of one hop: host plus the migrating ion at linearly interpolated images.
-"""
+"""The supercell band of one hop: host plus the migrating ion at linearly interpolated images."""
 
 from __future__ import annotations
 

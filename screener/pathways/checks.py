@@ -1,5 +1,4 @@
-"""Checks of an input structure before its hops are searched: order, contacts, working ion, cell size.
-"""
+"""Checks of an input structure before its hops are searched: order, contacts, working ion, cell size."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Settings of hop finding and band building.
-"""
+"""Settings of hop finding and band building."""
 
 from __future__ import annotations
 

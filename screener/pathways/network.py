@@ -1,5 +1,4 @@
-"""The distinct hops of the working ion in one structure and their periodic network (:class:`HostPathways`).
-"""
+"""The distinct hops of the working ion in one structure and their periodic network (:class:`HostPathways`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Supercells of a hop's band: the smallest cell whose widths reach ``min_width`` and holds the hop.
-"""
+"""Supercells of a hop's band: the smallest cell whose widths reach ``min_width`` and holds the hop."""
 
 from __future__ import annotations
 

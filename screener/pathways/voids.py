@@ -268,7 +268,6 @@ _CACHE_SIZE = 512
 def cached_voids(structure: Structure, ion: str, symprec: float = 0.1,
                  settings: VoidSettings | None = None) -> list[VoidSite]:
     """:func:`find_voids`, computed once per process for a structure (by content hash)."""
-
     st = settings or VoidSettings()
     key = (input_fingerprint(structure), ion, symprec, st)
     if key not in _CACHE:

@@ -26,7 +26,6 @@ def pathway_settings(config: PathwayConfig) -> dict[str, Any]:
 
 def host_key(item: str, ion: str, source: str, structure, config: PathwayConfig) -> str:
     """Key of a host task: what it reads and how; equal keys give equal results."""
-
     return content_hash({"format": KEY_FORMAT, "screener": __version__, "item": item, "ion": ion,
                  "source": source, "structure": input_fingerprint(structure),
                  "pathways": pathway_settings(config)})[:32]

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class ScreenResult:
     """Tables of a screening run, its metadata, and the exit code it implies."""
-
     tables: dict[str, pd.DataFrame]
     run_info: dict[str, Any]
     out: Path | None = None
@@ -291,7 +290,6 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                   device: str, pw_config: PathwayConfig, model_fp: str, settings_hash: str, model_version: str, threshold: float,
                   quiet: bool, timings: dict[str, float]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Run the host and batch tasks still to do, store them, and assemble the tables."""
-
     batcher = Batcher(order, batch_size, pw_config)
     batches: list[tuple[str, list[tuple[str, str, str]]]] = []
     batch_keys: dict[str, list[tuple[str, str, str]]] = {}

@@ -1,5 +1,4 @@
-"""A finished run folder read back: its tables, ``run.json``, and where its structures came from.
-"""
+"""A finished run folder read back: its tables, ``run.json``, and where its structures came from."""
 
 from __future__ import annotations
 

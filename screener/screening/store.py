@@ -70,7 +70,6 @@ def write_run(out: Path, tables: dict[str, pd.DataFrame], run_info: dict[str, An
 @dataclass
 class PartRecord:
     """One manifest line: a part file that is complete."""
-
     kind: str
     key: str
     file: str

@@ -1,5 +1,4 @@
-"""The tables of a run (hops, structures, shortlist, failures): their columns, sort orders and assembly.
-"""
+"""The tables of a run (hops, structures, shortlist, failures): their columns, sort orders and assembly."""
 
 from __future__ import annotations
 
@@ -73,7 +72,6 @@ def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFram
 def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model_version: str,
                     threshold: float) -> dict[str, pd.DataFrame]:
     """Hop, structure, shortlist and failure tables from per-host results and predictions."""
-
     hop_rows, struct_rows, fail_rows = [], [], []
     for res in host_results:
         fail_rows.extend(res["failures"])

@@ -1,5 +1,4 @@
-"""What every source of host structures hands over: :class:`HostItem`, and the :class:`Source` interface.
-"""
+"""What every source of host structures hands over: :class:`HostItem`, and the :class:`Source` interface."""
 
 from __future__ import annotations
 
@@ -34,19 +33,16 @@ class HostItem:
 
 class Source(Protocol):
     """What the screening run needs from a source."""
-
     name: str
 
     def fetch(self, ion: str) -> list[HostItem]:
         """Candidate hosts for the working ion ``ion``."""
-
     def database_version(self) -> str | None:
         """Version of the underlying database, when there is one."""
 
 
 class DeltaSource:
     """A source that yields only the given hosts (what an incremental run screens)."""
-
     def __init__(self, name: str, items: dict[str, list[HostItem]], db_version: str | None = None):
         self.name = name
         self._items = items

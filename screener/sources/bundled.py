@@ -158,5 +158,4 @@ class BundledSource:
 
     def database_version(self) -> str | None:
         """The screener version that ships the catalogue."""
-
         return f"bundled-{__version__}"

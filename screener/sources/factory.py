@@ -1,5 +1,4 @@
-"""One name for every source: ``bundled``, ``mp`` or a path.
-"""
+"""One name for every source: ``bundled``, ``mp`` or a path."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Structure files as a source: one CIF, POSCAR or pymatgen-JSON file, or a folder of them.
-"""
+"""Structure files as a source: one CIF, POSCAR or pymatgen-JSON file, or a folder of them."""
 
 from __future__ import annotations
 
@@ -111,7 +110,6 @@ class PathSource:
 
     def fetch(self, ion: str) -> list[HostItem]:
         """Read every file; unreadable ones carry their error."""
-
         items = []
         root = self.path if self.path.is_dir() else self.path.parent
         new: dict[str, list[str]] = {}

@@ -1,5 +1,4 @@
-"""Incremental view of a source without stamps (bundled, files): diffed by structure hash.
-"""
+"""Incremental view of a source without stamps (bundled, files): diffed by structure hash."""
 
 from __future__ import annotations
 

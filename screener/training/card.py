@@ -1,5 +1,4 @@
-"""Model card (markdown) of a model directory, rendered from its ``model.json``.
-"""
+"""Model card (markdown) of a model directory, rendered from its ``model.json``."""
 
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def _tree_text(tc: dict[str, Any]) -> str:
     """Which tree models were fitted, on which target transform."""
-
     names = {"hist_gradient_boosting": ("HistGradientBoosting", "boosting", BoostingModel().transform),
              "extra_trees": ("ExtraTrees", "forest", ForestModel().transform)}
     parts = []

@@ -1,5 +1,4 @@
-"""K-fold training of band models: out-of-fold predictions (CV) and the fold ensemble.
-"""
+"""K-fold training of band models: out-of-fold predictions (CV) and the fold ensemble."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Reading migration-barrier datasets in band form or end-point form.
-"""
+"""Reading migration-barrier datasets in band form or end-point form."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Metrics of barrier predictions, as reported in the model card.
-"""
+"""Metrics of barrier predictions, as reported in the model card."""
 
 from __future__ import annotations
 

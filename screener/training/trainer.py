@@ -1,5 +1,4 @@
-"""Training of the band model: seeded, batched, early stopping on a validation split.
-"""
+"""Training of the band model: seeded, batched, early stopping on a validation split."""
 
 from __future__ import annotations
 

@@ -87,7 +87,6 @@ class TrainingSet:
 
 def training_set_of(entries: list, n_folds: int = 5, seed: int = 0) -> TrainingSet:
     """The training set of dataset entries with bands and targets, folds as ``screener train`` draws them."""
-
     good = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in good], n_folds, seed)
     X = feature_matrix([e.band for e in good]).to_numpy(dtype=float)

@@ -1,5 +1,4 @@
-"""What changed in a source since the last run: new, changed, unchanged and removed materials.
-"""
+"""What changed in a source since the last run: new, changed, unchanged and removed materials."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Member:
     """A material of a query: its stamp and the hash of its structure."""
-
     last_updated: str
     structure_hash: str
 

@@ -19,7 +19,6 @@ DEFAULT_ENDPOINT = "https://api.materialsproject.org/"
 
 class MPSourceError(ScreenerError):
     """The Materials Project could not be reached or answered with an error."""
-
     stage = "source"
 
 
