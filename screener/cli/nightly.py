@@ -14,9 +14,9 @@ from screener.cli.options import (
     add_execution_options,
     add_mp_options,
     add_pathway_options,
-    mp_options,
     screen_kwargs,
     screen_settings,
+    source_of,
 )
 from screener.core.errors import ModelLoadError, ScreenerError
 
@@ -53,14 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one nightly pass; returns the exit code."""
     from pipelines.increment import nightly
-    from screener.sources.factory import make_source
 
     checked = screen_settings(args, log)
     if checked is None:
         return EXIT_USAGE
     ions, pw = checked
     try:
-        source = make_source(args.source, sites=args.sites, **mp_options(args))
+        source = source_of(args)
         inc, written = nightly(ions, source, args.results, pathways=pw, quiet=True, **screen_kwargs(args))
     except (ModelLoadError, ScreenerError, ValueError) as exc:
         log.error("%s", exc)

@@ -182,6 +182,17 @@ def screen_settings(args: argparse.Namespace, log: logging.Logger) -> tuple[list
     return None if problems else (ions, pw)
 
 
+def source_of(args: argparse.Namespace) -> Any:
+    """The source named by ``--source`` with the ``--sites`` and Materials Project options.
+
+    Raises:
+        ScreenerError: the source cannot be opened (no such path, no API key...).
+    """
+    from screener.sources.factory import make_source
+
+    return make_source(args.source, sites=args.sites, **mp_options(args))
+
+
 def screen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`screener.screen` from :func:`add_execution_options`."""
     return dict(workers=args.workers, scheduler=args.scheduler, synchronous=args.sync,

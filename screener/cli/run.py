@@ -13,9 +13,9 @@ from screener.cli.options import (
     add_execution_options,
     add_mp_options,
     add_pathway_options,
-    mp_options,
     screen_kwargs,
     screen_settings,
+    source_of,
 )
 from screener.cli.tables import fmt_ev, print_table
 from screener.core.errors import ModelLoadError, ScreenerError
@@ -78,14 +78,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``screener run``; returns the exit code."""
     from screener.screening.run import screen
     from screener.screening.store import default_out_dir
-    from screener.sources.factory import make_source
 
     checked = screen_settings(args, log)
     if checked is None:
         return EXIT_USAGE
     ions, pw = checked
     try:
-        source = make_source(args.source, sites=args.sites, **mp_options(args))
+        source = source_of(args)
         kwargs = dict(screen_kwargs(args), pathways=pw, quiet=args.quiet)
         if getattr(source, "incremental", False):
             from pipelines.increment import (
