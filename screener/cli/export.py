@@ -43,8 +43,11 @@ Exit codes: 0 every selected hop exported; 3 some hops refused or failed (see ex
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` sub-command."""
-    from screener.handoff.export import FORMATS
-    from screener.handoff.neb_io import DEFAULT_MIN_DISTANCE, DEFAULT_N_INTERMEDIATE
+    from screener.handoff.neb_io import (
+        DEFAULT_MIN_DISTANCE,
+        DEFAULT_N_INTERMEDIATE,
+        FORMATS,
+    )
 
     p = sub.add_parser("export", help="write NEB-ready inputs (VASP/ASE) for the top candidates' path hops",
                        description=_DESCRIPTION, formatter_class=HelpFormatter)

@@ -39,6 +39,7 @@ from screener.core.hashing import structure_hash
 from screener.handoff.neb_io import (
     DEFAULT_MIN_DISTANCE,
     DEFAULT_N_INTERMEDIATE,
+    FORMATS,
     clear_hop_folder,
     closest_contact,
     hop_folder_name,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-FORMATS = ("vasp", "ase")
 
 
 MANIFEST_NAME = "exported.csv"

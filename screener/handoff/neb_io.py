@@ -24,6 +24,8 @@ DEFAULT_N_INTERMEDIATE = 5
 
 
 #: Smallest interatomic distance (Å) accepted in any exported image.
+#: The NEB layouts written: VASP image folders, or one ASE trajectory.
+FORMATS = ("vasp", "ase")
 DEFAULT_MIN_DISTANCE = 0.5
 
 
