@@ -8,13 +8,15 @@ density needed). A node is a site for the working ion only when its neighbourhoo
   radius sum of the ion in coordination IV and the anion, at most ``max_bond`` times the sum in
   coordination VIII (the ion in its most common charge);
 * it is coordinated: at least ``min_coordination`` anions within ``shell`` times that distance;
-* it is not inside a dense slab: at most ``max_face_sharing`` framework cations across a face of
-  its polyhedron. Two polyhedra that share a face have their centres closer than about half the
+* it is not inside a dense slab: at most ``max_face_sharing`` framework cations right across a face
+  of its polyhedron. Two polyhedra that share a face have their centres closer than about half the
   sum of their centre-anion distances (LiCoO2: Li-layer tetrahedron and CoO6, 1.84 Å against
-  1.82 + 1.92 Å; edge sharing gives ~0.7 of the sum, corner sharing ~0.9), so a cation counts when
-  it is closer than ``face_sharing`` times that sum. The tetrahedral site of LiCoO2's Li layer (one
-  Co across a face) is a site; a tetrahedral hole of the CoO2 slab (three Co) is not; neither is
-  a node on a cation;
+  1.82 + 1.92 Å; edge sharing gives ~0.7 of the sum, corner sharing ~0.9); a cation counts when it
+  is closer than ``face_sharing`` times that sum *and* closer than ``close_cation`` times its own
+  bond length (a small polyhedron's face: 0.9-1.0 of the bond; two octahedra across a van der
+  Waals gap, as 1T-TiS2's interlayer site and the TiS6 above and below it, sit at 1.17). The
+  tetrahedral site of LiCoO2's Li layer (one Co across a face) is a site; a tetrahedral hole of
+  the CoO2 slab (three Co) is not; neither is a node on a cation;
 * it is not part of an occupied site: no working ion closer than ``min_ion_distance`` Å, or closer
   than ``ion_share`` times the sum of the two sites' nearest-anion distances (a face-sharing
   neighbour is ~0.5 of that sum away: LiCoO2's Li-layer tetrahedron is 0.43 from the Li
@@ -57,6 +59,9 @@ class VoidSettings:
         min_coordination: fewest coordinating anions.
         face_sharing: a framework cation closer than this fraction of (the site's nearest-anion
             distance + the cation's) shares a face with the site's polyhedron.
+        close_cation: ... and closer than this multiple of its own bond length: the cation sits
+            right across the shared face (a small polyhedron's), not at the 1.2x bond length of two
+            octahedra sharing a face across a van der Waals gap (1T-TiS2's interlayer site).
         max_face_sharing: most such cations.
         min_cation_distance: a node closer than this to a cation (Å) is that cation's site.
         min_ion_distance: a node closer than this to a working ion (Å) is that ion's site.
@@ -71,6 +76,7 @@ class VoidSettings:
     shell: float = 1.25
     min_coordination: int = 4
     face_sharing: float = 0.6
+    close_cation: float = 1.1
     max_face_sharing: int = 1
     min_cation_distance: float = 1.5
     min_ion_distance: float = 1.2
@@ -229,7 +235,8 @@ def find_voids(structure: Structure, ion: str, settings: VoidSettings | None = N
         cn = int((da <= st.shell * da[0]).sum())
         which, dist = cation_d[k]
         dc = np.sort(dist)
-        face = int((dist < st.face_sharing * (da[0] + cation_bond[which])).sum()) if len(dist) else 0
+        face = int(((dist < st.face_sharing * (da[0] + cation_bond[which]))
+                    & (dist < st.close_cation * cation_bond[which])).sum()) if len(dist) else 0
         if cn < st.min_coordination or face > st.max_face_sharing:
             continue
         if len(dc) and dc[0] < st.min_cation_distance:

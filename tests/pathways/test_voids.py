@@ -164,3 +164,13 @@ def test_hops_json_names_the_kind_of_each_end(files, capsys):
     assert main(["hops", str(files / "TiS2.cif"), "--ion", "Li", "--sites", "voids", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and {r["isite_kind"] for r in rows} == {"void"} and all("esite_kind" in r for r in rows)
+
+
+def test_the_van_der_waals_octahedron_of_tis2_is_a_site_despite_its_shared_faces():
+    """1T-TiS2: the interlayer octahedron shares faces with the TiS6 above and below (Ti at c/2),
+    yet it is where Li and Na sit in LiTiS2 and NaTiS2."""
+    s = read_structure(catalogue_dir() / "TiS2.cif")
+    for ion in ("Li", "Na"):
+        octahedral = [v for v in find_voids(s, ion) if v.coordination == 6]
+        assert len(octahedral) == 1 and octahedral[0].frac[2] == pytest.approx(0.5, abs=0.01)
+        assert octahedral[0].anion_distance_A == pytest.approx(2.43, abs=0.02)
