@@ -54,11 +54,6 @@ class LearnResult:
     cv_new: dict[str, float]
 
 
-def _forest_settings(meta: dict[str, Any]) -> dict[str, Any]:
-    forest = dict((meta.get("train_config") or {}).get("forest") or {})
-    return forest
-
-
 def _cv(ts: TrainingSet, settings: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
     """Trees-only out-of-fold metrics of a training set (its own folds)."""
     pred = np.full(len(ts), np.nan)
@@ -105,7 +100,7 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     y_new = np.array([r.em_eV for r in accepted], dtype=float)
     date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
     enlarged = ts.extended(X_new, y_new, [r.folder for r in accepted], [b.ion for b in bands])
-    settings = _forest_settings(base_meta)
+    settings = dict((base_meta.get("train_config") or {}).get("forest") or {})  # as the base was fit
     log.info("refitting %d tree members on %d + %d rows", len(predictor.tree_models), len(ts), len(y_new))
     members = []
     for k in range(len(predictor.tree_models)):
