@@ -22,10 +22,10 @@ Names are loaded on first use, so ``import screener`` stays fast (no torch, no p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from screener._version import __version__
+from screener.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from screener.core.band import N_IMAGES, Band
@@ -122,15 +122,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use (PEP 562)."""
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'screener' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("screener", _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -80,3 +80,10 @@ def test_the_installed_package_runs_the_main_job_from_another_folder(installed, 
     assert hops["predicted_em_eV"].notna().all() and len(hops) > len(structures)
     info = json.loads((tmp_path / "out" / "run.json").read_text())
     assert info["screener_version"] == screener.__version__ and info["model_version"].startswith("em-band@")
+
+
+def test_importing_screener_loads_neither_torch_nor_pymatgen_until_a_name_is_used():
+    code = ("import sys, screener; light = not {'torch', 'pymatgen.core'} & set(sys.modules); "
+            "screener.PathwayConfig; print(light, 'pymatgen.core' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True"]

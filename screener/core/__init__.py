@@ -1,6 +1,9 @@
-"""Shared building blocks of every stage: typed errors, the migration band, files and hashes."""
+"""Shared building blocks of every stage: typed errors, the migration band, files and hashes.
 
-from screener.core.band import N_IMAGES, Band
+Only the errors are re-exported here (they import nothing), so that loading this package stays
+light; the band is :mod:`screener.core.band` (``screener.Band``).
+"""
+
 from screener.core.errors import (
     BandBuildError,
     BandTooLargeError,
@@ -14,10 +17,12 @@ from screener.core.errors import (
     RunDirError,
     ScreenerError,
     StructureReadError,
+    TooManyVoidsError,
 )
 
 __all__ = [
-    "N_IMAGES", "Band", "BandBuildError", "BandTooLargeError", "CloseContactError",
+    "BandBuildError", "BandTooLargeError", "CloseContactError",
     "DisorderedStructureError", "ModelLoadError", "NoHopsError", "NoHostFrameworkError",
     "NoWorkingIonError", "PathwayError", "RunDirError", "ScreenerError", "StructureReadError",
+    "TooManyVoidsError",
 ]

@@ -6,8 +6,9 @@ potentials, defaults) without importing the whole hand-off.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from screener.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from screener.handoff.export import ExportOptions, export_run
@@ -28,12 +29,4 @@ __all__ = ["POTENTIALS", "ExportOptions", "NebResult", "PotentialNotInstalledErr
            "export_run", "neb_refine", "refine_run", "write_report"]
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use (PEP 562)."""
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'screener.handoff' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("screener.handoff", _EXPORTS, globals())
