@@ -34,7 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--out", required=True, help="CSV of predictions to write")
     p.add_argument("--batch-size", type=int, default=32, help="bands per forward pass")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the graph models")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where to run the graph models and the potential")
+    p.add_argument("--potential", metavar="NAME",
+                   help="also run the MLIP-NEB protocol of `screener refine` with this potential on every entry "
+                        "(see `screener refine --help` for the names) and add neb_em_eV, refined_em_eV, "
+                        "refined_uncertainty_eV and refined_status")
+    p.add_argument("--neb-cache", metavar="DIR",
+                   help="folder of the cached NEB records, one per entry, reused by reruns "
+                        "(default: ~/.cache/screener/neb/<potential>)")
+    p.add_argument("--max-sites", type=int, default=None, metavar="N",
+                   help="run the NEB only on entries with at most N sites; larger ones keep the fast prediction")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads of the potential")
     p.set_defaults(func=run)
 
 
@@ -59,6 +70,47 @@ def evaluate_entries(entries, predictor, batch_size: int = 32) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def add_refined(df: pd.DataFrame, entries, args: argparse.Namespace) -> pd.DataFrame:
+    """The prediction table with the NEB barrier of ``args.potential`` and the combined barrier."""
+    from screener.core.progress import progress_bar
+    from screener.handoff.combine import load_combination, refined_status
+    from screener.handoff.neb import RefineSettings
+    from screener.handoff.validation import neb_records
+
+    st = RefineSettings(potential=args.potential, device=args.device, threads=args.threads)
+    cache = Path(args.neb_cache) if args.neb_cache else Path.home() / ".cache" / "screener" / "neb" / st.potential
+    todo = [i for i, e in enumerate(entries)
+            if e.band is not None and (args.max_sites is None or e.band.num_sites <= args.max_sites)]
+    records: dict[int, dict] = {}
+    with progress_bar(False) as progress:
+        bar = progress.add_task(f"NEB ({st.potential})", total=len(todo)) if progress else None
+
+        def done(k: int, rec: dict) -> None:
+            records[todo[k]] = rec
+            if progress:
+                progress.advance(bar)
+
+        neb_records([entries[i].band for i in todo], st, cache, done)
+    combination, _ = load_combination(st.potential)
+    neb = np.array([records.get(i, {}).get("em_eV", np.nan) for i in range(len(entries))], dtype=float)
+    refined, sigma, _ = combination.combine(df["predicted_em_eV"], df["uncertainty_eV"], neb)
+    status = []
+    for i, e in enumerate(entries):
+        rec = records.get(i)
+        if e.band is None:
+            status.append("no prediction")
+        elif rec is None:
+            status.append(f"fast model only (NEB not run: more than {args.max_sites} sites)")
+        else:
+            status.append(refined_status(neb[i], rec.get("error", ""), rec.get("converged"), combination.name))
+    out = df.copy()
+    out.insert(3, "neb_em_eV", neb)
+    out.insert(4, "refined_em_eV", refined)
+    out.insert(5, "refined_uncertainty_eV", sigma)
+    out.insert(6, "refined_status", status)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``screener evaluate``; returns the exit code."""
     from screener.model.predictor import BandPredictor
@@ -71,8 +123,21 @@ def run(args: argparse.Namespace) -> int:
     except ScreenerError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    if args.potential is not None:
+        from screener.handoff.potentials import load_potential
+
+        if args.max_sites is not None and args.max_sites < 1:
+            log.error("--max-sites must be positive")
+            return EXIT_USAGE
+        try:
+            load_potential(args.potential, args.device)  # refuse before any work
+        except ScreenerError as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
     log.info("model %s on %d entries", predictor.version, len(entries))
     df = evaluate_entries(entries, predictor, args.batch_size)
+    if args.potential is not None:
+        df = add_refined(df, entries, args)
     if df["target_em_eV"].isna().all():
         df = df.drop(columns=["target_em_eV"])
     out = Path(args.out)
@@ -83,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     if "target_em_eV" in df and scored["target_em_eV"].notna().any():
         scored = scored[scored["target_em_eV"].notna()]
         m = regression_metrics(scored["target_em_eV"].to_numpy(), scored["predicted_em_eV"].to_numpy())
+        if "refined_em_eV" in scored:
+            m = {"predicted": m, "refined": regression_metrics(scored["target_em_eV"].to_numpy(),
+                                                               scored["refined_em_eV"].to_numpy())}
+            ok = scored["neb_em_eV"].notna()
+            if ok.any():
+                m["neb"] = regression_metrics(scored.loc[ok, "target_em_eV"].to_numpy(),
+                                              scored.loc[ok, "neb_em_eV"].to_numpy())
         print(json.dumps(m, indent=1))
     print(f"{len(df) - n_err} predicted, {n_err} failed -> {out}")
     return EXIT_PARTIAL if n_err else EXIT_OK

@@ -1,4 +1,4 @@
-"""``screener refine``: CI-NEB with a universal ML potential on the top candidates' path hops."""
+"""``screener refine``: MLIP-NEB on the top candidates' path hops, combined with the prediction."""
 
 from __future__ import annotations
 
@@ -20,25 +20,40 @@ log = logging.getLogger("screener.refine")
 
 _DESCRIPTION = """\
 A second opinion on the best candidates: for every hop of the 1D path of the top N shortlisted
-materials (the hops `screener export` writes), relax both end points with a universal ML
-potential at fixed cell (FIRE), interpolate images (IDPP) and run a climbing-image NEB (FIRE,
-one calculator per image sharing one loaded model), one Dask task per hop.
+materials (the hops `screener export` writes), run the published MLIP-NEB protocol with a
+universal ML potential (Bheemaguli, Xiao & Sai Gautam, Digital Discovery 2026): end points
+relaxed at fixed cell (BFGS line search, 0.05 eV/Å), IDPP images, a NEB (method "eb", spring
+5 eV/Å², no climbing image) relaxed with BFGS to 0.05 eV/Å, all images evaluated in one batched
+call where the potential allows; one Dask task per hop. --protocol legacy gives screener 0.3's
+settings (FIRE, climbing image, 0.1 eV/Å, 5 images).
 
-Potentials whose weights ship in their wheel (work offline):
-  chgnet   CHGNet 0.3.0   (pip install 'screener[refine]')
-  sevenn   SevenNet-0     (pip install sevenn)
+The NEB barrier is combined with the fast prediction (refined_em_eV, refined_uncertainty_eV: a
+robust inverse-variance posterior fitted on DFT validation entries, data/refine/combination.json);
+where the NEB fails the refined barrier is the prediction and refined_status says so.
+
+Potentials (--potential):
+  chgnet            CHGNet 0.3.0; weights in the wheel   (pip install 'screener[refine]')
+  7net-0            SevenNet-0; weights in the wheel     (pip install sevenn; alias: sevenn)
+  7net-l3i5         SevenNet l3i5; weights in the wheel
+  7net-mf-0         SevenNet multi-fidelity, PBE head; weights in the wheel
+  mace-mp-0(-large) MACE-MP-0 medium (large)             (pip install mace-torch; downloads weights)
+  orb-v3            Orb-v3 conservative, OMat            (pip install orb-models; downloads weights)
+  mattersim         MatterSim v1 1M                      (pip install mattersim; downloads weights)
+  uma-s-1           fairchem UMA small, OMat task        (pip install fairchem-core; downloads weights)
+Where weights cannot be had (no network) the run stops before any work with one clear error.
 
 Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV,
-predicted_em_eV, disagreement = |NEB - predicted| > 0.3 eV, end-point energies and residual
-forces, steps, converged, seconds...; rows of earlier refinements of other hops or potentials are
-kept) and the relaxed images RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which
-`screener export` then hands out instead of IDPP images. The NEB barrier never changes the
-ranking. Measured on 2 CPU cores with CHGNet: 3.5-5 min per ~170-site hop (a 3.0 Å LiFePO4 hop:
-307 s, 56 relaxation + 48 NEB steps; benchmarks/results/bench_refine.json). One hop (or --sync)
-runs in this process with a progress line per optimiser step; several hops run on Dask workers.
+predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status, disagreement =
+|NEB - predicted| > 0.3 eV, end-point energies and residual forces, steps, converged, seconds...;
+rows of earlier refinements of other hops or potentials are kept) and the relaxed images
+RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which `screener export` then hands out
+instead of IDPP images. The ranking never changes. Seconds per hop, measured: see
+benchmarks/results/bench_refine.json. One hop (or --sync) runs in this process with a progress
+line per optimiser step; several hops run on Dask workers.
 
 Exit codes: 0 every hop refined (converged or not: see the converged column); 3 some hops
-failed; 2 usage error (potential not installed, no run directory, no source folder...); 1 crash."""
+failed; 2 usage error (potential not installed or without weights, no run directory, no source
+folder...); 1 crash."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,25 +62,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     from screener.handoff.potentials import POTENTIALS
 
     d = RefineSettings()
-    p = sub.add_parser("refine", help="CI-NEB with an ML potential (CHGNet/SevenNet) on the top candidates' hops",
-                       description=_DESCRIPTION, formatter_class=HelpFormatter)
+    p = sub.add_parser("refine", help="MLIP-NEB (CHGNet, SevenNet, MACE, Orb...) on the top candidates' hops, "
+                       "combined with the prediction",
+                       formatter_class=HelpFormatter, description=_DESCRIPTION)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `screener run`")
     p.add_argument("--top", type=int, default=3, metavar="N",
                    help="refine the path hops of the N best-ranked shortlisted materials (default: %(default)s)")
-    p.add_argument("--potential", choices=POTENTIALS, default="chgnet",
-                   help="universal ML potential (default: %(default)s)")
+    p.add_argument("--potential", choices=POTENTIALS, default="chgnet", metavar="NAME",
+                   help="universal ML potential, one of: " + ", ".join(POTENTIALS) + " (default: %(default)s)")
+    p.add_argument("--protocol", choices=["mlip-neb", "legacy"], default="mlip-neb",
+                   help="NEB settings: the published protocol, or screener 0.3's (default: %(default)s)")
     p.add_argument("--hop", action="append", default=None, metavar="HOP_ID",
                    help="refine only this hop id (repeatable); it must be among the selected path hops")
     p.add_argument("--limit", choices=["vacancy", "dilute", "both"], default="both",
                    help="refine only hops in this limit (default: %(default)s)")
-    p.add_argument("--images", type=int, default=d.n_intermediate, metavar="N",
-                   help="intermediate NEB images between the end points (default: %(default)s)")
-    p.add_argument("--fmax", type=float, default=d.fmax, metavar="eV/Å",
-                   help="force convergence of the end-point relaxations and the NEB (default: %(default)s)")
-    p.add_argument("--relax-steps", type=int, default=d.relax_steps, metavar="N",
-                   help="most FIRE steps per end-point relaxation (default: %(default)s)")
-    p.add_argument("--neb-steps", type=int, default=d.neb_steps, metavar="N",
-                   help="most FIRE steps of the CI-NEB (default: %(default)s)")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help=f"intermediate NEB images between the end points (default: {d.n_intermediate})")
+    p.add_argument("--fmax", type=float, default=None, metavar="eV/Å",
+                   help=f"force convergence of the end-point relaxations and the NEB (default: {d.fmax})")
+    p.add_argument("--relax-steps", type=int, default=None, metavar="N",
+                   help=f"most optimiser steps per end-point relaxation (default: {d.relax_steps})")
+    p.add_argument("--neb-steps", type=int, default=None, metavar="N",
+                   help=f"most optimiser steps of the NEB (default: {d.neb_steps})")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the potential runs (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads per hop task (default: 1 per Dask worker, torch's default with --sync)")
@@ -86,9 +104,10 @@ def _summary(table) -> None:
         rows.append([str(r["material_id"]), str(r["hop_id"]), str(r["limit"]), fmt_ev(r["predicted_em_eV"]),
                      fmt_ev(r["neb_em_eV"]) if ok else "failed",
                      (f"{r['delta_eV']:+.2f}" + (" !" if r["disagreement"] else "")) if ok else "",
+                     f"{fmt_ev(r['refined_em_eV'])}±{fmt_ev(r['refined_uncertainty_eV'])}",
                      "yes" if r["converged"] else "no", str(r["neb_steps"]), fmt_ev(r["seconds"], 0)])
-    print_table("ML-potential CI-NEB (a second opinion; the ranking is unchanged)",
-                ["material", "hop", "limit", "pred eV", "NEB eV", "Δ eV", "conv", "steps", "s"], rows,
+    print_table("ML-potential NEB (a second opinion; the ranking is unchanged)",
+                ["material", "hop", "limit", "pred eV", "NEB eV", "Δ eV", "refined eV", "conv", "steps", "s"], rows,
                 keep=("material", "hop"), caption="! : NEB and prediction differ by more than 0.3 eV")
 
 
@@ -103,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     threads = args.threads if args.threads is not None else (None if args.sync else 1)
     try:
-        st = RefineSettings(potential=args.potential, n_intermediate=args.images, fmax=args.fmax,
-                            relax_steps=args.relax_steps, neb_steps=args.neb_steps, device=args.device,
-                            threads=threads)
-    except ValueError as exc:
+        chosen = {k: v for k, v in (("n_intermediate", args.images), ("fmax", args.fmax),
+                                    ("relax_steps", args.relax_steps), ("neb_steps", args.neb_steps))
+                  if v is not None}
+        common = dict(potential=args.potential, device=args.device, threads=threads, **chosen)
+        st = RefineSettings.legacy(**common) if args.protocol == "legacy" else RefineSettings(**common)
+    except (ValueError, ScreenerError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     limits = None if args.limit == "both" else (args.limit,)

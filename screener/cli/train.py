@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="em-band", help="model name written to model.json")
     p.add_argument("--model-version", default="1", help="model version written to model.json")
     p.add_argument("--no-trees", action="store_true", help="ship the graph ensemble alone")
+    p.add_argument("--no-graph", action="store_true",
+                   help="train no graph members: the descriptor trees alone (em-band v3; no torch training)")
     p.set_defaults(func=run)
 
 
@@ -109,8 +111,13 @@ def run(args: argparse.Namespace) -> int:
         cfg_dict.setdefault("train", {})["epochs"] = args.epochs
     if args.threads:
         cfg_dict.setdefault("train", {})["threads"] = args.threads
+    if args.no_trees and args.no_graph:
+        log.error("--no-trees and --no-graph leave no model")
+        return EXIT_USAGE
     if args.no_trees:
         cfg_dict["use_trees"] = False
+    if args.no_graph:
+        cfg_dict["use_graph"] = False
     config = ExperimentConfig.from_dict(cfg_dict)
     if config.n_folds < 2:
         log.error("--folds must be at least 2")
@@ -134,19 +141,22 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
     t0 = time.perf_counter()
-    cache = GraphCache(config.graph, args.cache)
-    oof = run_folds(entries, config, out / "folds", cache, device=device)
+    folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
+    members = []
+    if config.use_graph:
+        oof = run_folds(entries, config, out / "folds", GraphCache(config.graph, args.cache), device=device)
+        from screener.model.alignn import BandALIGNN
+        from screener.training.crossval import fold_member_path
+
+        for k in range(config.n_folds):
+            m = BandALIGNN(config.model)
+            m.load_state_dict(torch.load(fold_member_path(out / "folds", k), weights_only=True))
+            members.append(m.eval())
+    else:
+        oof = pd.DataFrame({"jid": [e.jid for e in entries], "fold": folds,
+                            "target": [e.target for e in entries], "pred": np.nan})
     y = oof["target"].to_numpy(dtype=float)
     graph = oof["pred"].to_numpy(dtype=float)
-    members = []
-    from screener.model.alignn import BandALIGNN
-    from screener.training.crossval import fold_member_path
-
-    for k in range(config.n_folds):
-        m = BandALIGNN(config.model)
-        m.load_state_dict(torch.load(fold_member_path(out / "folds", k), weights_only=True))
-        members.append(m.eval())
-    folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     tree_models, w = [], 1.0
     fold_weights: list[float] = []
     trees = np.full_like(graph, np.nan)
@@ -159,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
         trees, tree_models, per_kind, within = tree_folds(entries, config, features)
         # Shipped weight: chosen on all out-of-fold predictions. Reported metrics: each fold
         # blended with the weight chosen on the other folds, so no entry scores its own choice.
-        w = choose_blend_weight(y, graph, trees)
-        blend, fold_weights = crossfit_blend(y, graph, trees, folds)
+        if members:
+            w = choose_blend_weight(y, graph, trees)
+            blend, fold_weights = crossfit_blend(y, graph, trees, folds)
+        else:
+            w, blend = 0.0, trees
     oof["pred_graph"] = graph
     oof["pred_trees"] = trees
     oof["pred"] = blend
@@ -168,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     oof["pred_mean_baseline"] = [y[folds != f].mean() for f in folds]
     metrics = {
         "blend": regression_metrics(y, blend),
-        "graph_only": regression_metrics(y, graph),
+        **({"graph_only": regression_metrics(y, graph)} if members else {}),
         "mean_baseline": regression_metrics(y, oof["pred_mean_baseline"].to_numpy()),
         "per_fold_mae": [float(np.mean(np.abs(blend[folds == k] - y[folds == k])))
                          for k in range(config.n_folds)],
@@ -177,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         metrics["trees_only"] = regression_metrics(y, trees)
         # Out of fold each entry has one graph model and one tree model of each kind, so the
         # uncertainty there is the mixture spread without the fold-to-fold part.
-        unc = np.sqrt((1 - w) * (per_kind.var(axis=0) + within) + w * (1 - w) * (graph - trees) ** 2)
+        unc = np.sqrt((1 - w) * (per_kind.var(axis=0) + within)
+                      + w * (1 - w) * np.nan_to_num(graph - trees) ** 2)
         oof["uncertainty_between_models"] = unc
         metrics["uncertainty_spearman_vs_abs_error"] = float(spearmanr(unc, np.abs(blend - y)).statistic)
     baselines = _index_baselines(data, oof)

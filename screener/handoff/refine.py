@@ -1,17 +1,21 @@
-"""A second opinion on the top candidates: climbing-image NEB with a universal ML potential.
+"""A second opinion on the top candidates: NEB with a universal ML potential, combined with the prediction.
 
 For each hop that ``screener export`` would hand to DFT (the path hops of the top shortlisted
-materials, see :mod:`screener.handoff.export`), :func:`neb_refine`:
+materials, see :mod:`screener.handoff.export`), :func:`~screener.handoff.neb.neb_refine` runs the
+published MLIP-NEB protocol (:class:`~screener.handoff.neb.RefineSettings`):
 
-1. relaxes both end points (host + ion at the hop's first and last site) at fixed cell with
-   FIRE: a CI-NEB between unrelaxed end points measures the relaxation, not the barrier;
+1. relaxes both end points (host + ion at the hop's first and last site) at fixed cell: a NEB
+   between unrelaxed end points measures the relaxation, not the barrier;
 2. interpolates ``n_intermediate`` images between the relaxed end points (linear, then IDPP);
-3. runs a climbing-image NEB with FIRE to ``fmax`` in a bounded number of steps, one calculator
-   per image, all sharing one loaded model (a single shared calculator was 4x slower).
+3. relaxes the band, every image evaluated in one batched call where the potential allows
+   (:mod:`screener.handoff.batching`).
 
-The barrier is ``max(E_image) - E_initial``; it sits beside the model's prediction in
-``refined.parquet`` and is never used to rank. Potentials whose weights ship in their wheel, so
-they run offline: ``chgnet`` (CHGNet 0.3.0, the ``refine`` extra) and ``sevenn`` (SevenNet-0).
+The NEB barrier is ``max(E_image) - E_initial``; ``refined.parquet`` has it beside the model's
+prediction and their combination (:mod:`screener.handoff.combine`: ``refined_em_eV`` and
+``refined_uncertainty_eV``, the fast prediction where the NEB failed, ``refined_status`` says
+which). The ranking of the run is not changed. Any potential of
+:data:`~screener.handoff.potentials.POTENTIALS`; ``chgnet`` (the ``refine`` extra) and SevenNet's
+``7net-0``, ``7net-l3i5``, ``7net-mf-0`` ship their weights and run offline.
 """
 
 from __future__ import annotations
@@ -25,10 +29,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from screener.core.files import write_parquet_atomic
+from screener.handoff.combine import load_combination, refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
 from screener.handoff.neb import NebResult, RefineSettings, StepCallback, refine_band
 from screener.handoff.neb_io import hop_folder_name
-from screener.handoff.potentials import check_potential, potential_version
+from screener.handoff.potentials import (
+    check_potential,
+    load_potential,
+    potential_version,
+)
 from screener.screening.execution import dask_client, map_tasks
 from screener.screening.rundir import REFINED_TABLE, load_run
 
@@ -48,7 +57,8 @@ DISAGREEMENT_EV = 0.3
 REFINED_COLUMNS = [
     "material_id", "formula", "working_ion", "limit", "hop_id", "hop_label", "length_A",
     "potential", "potential_version", "neb_em_eV", "neb_em_reverse_eV", "predicted_em_eV",
-    "uncertainty_eV", "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
+    "uncertainty_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight",
+    "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
     "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged", "neb_max_force_eV_A",
     "neb_steps", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
@@ -91,6 +101,12 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
     row.update(potential=settings.potential, potential_version=potential_version(settings.potential),
                predicted_em_eV=pred, fmax_eV_A=settings.fmax, images_path=images_path, error=error,
                finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds)
+    combination, _ = load_combination(settings.potential)
+    unc = float(hop.get("uncertainty_eV", math.nan))
+    neb = res.em_eV if res is not None else math.nan
+    refined, refined_sd, weight = (float(x[0]) for x in combination.combine(pred, unc, neb))
+    row.update(refined_em_eV=refined, refined_uncertainty_eV=refined_sd, neb_weight=weight,
+               refined_status=refined_status(neb, error, None if res is None else res.converged, combination.name))
     if res is None:
         row.update({c: math.nan for c in REFINED_COLUMNS if c not in row})
         row.update(disagreement=False, converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
@@ -166,6 +182,7 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
 
     st = settings or RefineSettings()
     check_potential(st.potential)
+    load_potential(st.potential, st.device)  # weights that cannot be had stop the run before any work
     run = load_run(run_dir)
     selected = select_hops(run, top)
     if hop_ids:

@@ -12,7 +12,9 @@
 * the bottleneck of the straight path: the smallest distance from the segment joining the end
   points to any host atom, anion or cation;
 * the nearest other working ion (same element as the migrating ion) in the host;
-* host chemistry: volume and mass density, anion make-up, electronegativity statistics.
+* host chemistry: volume and mass density, anion make-up, electronegativity statistics;
+* (version 2) the bond-valence, electrostatic and steric profile of the hop along a path allowed
+  to bend around the host (:mod:`screener.model.profile`).
 
 Anions are guessed simply: the most electronegative host element is always an anion, and any other
 host element among O, S, Se, Te, F, Cl, Br, I, N whose Pauling electronegativity is within 0.8 of
@@ -36,8 +38,9 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from screener.core.band import Band
 from screener.core.chemistry import anion_elements
+from screener.model.profile import PROFILE_NAMES, bond_valence_r0, path_profile
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 #: Elements that may act as anions (when electronegative enough relative to the host's most
@@ -131,6 +134,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "anion_X_mean",
     "cation_X_mean",
     "n_elements",
+    *PROFILE_NAMES,
 )
 
 
@@ -378,6 +382,15 @@ def band_features(band: Band) -> dict[str, float]:
     feats["anion_X_mean"] = float(xs[is_anion].mean()) if n_anion else 0.0
     feats["cation_X_mean"] = float(xs[is_cation].mean()) if is_cation.any() else 0.0
     feats["n_elements"] = float(len(elements))
+
+    # Bond-valence / electrostatic / steric profile along a path allowed to bend (version 2).
+    radii = np.array([_element_data(e)["radius_neg"] if a else _element_data(e)["radius_pos"]
+                      for e, a in zip(host_sym, is_anion)])
+    r0 = np.array([bond_valence_r0(ion, e, ion_d["radius_pos"] + _element_data(e)["radius_neg"] - 0.5)
+                   if a else 0.0 for e, a in zip(host_sym, is_anion)])
+    charge = np.array([0.0 if a else _element_data(e)["charge_pos"] for e, a in zip(host_sym, is_anion)])
+    feats.update(path_profile(img_cart[0], img_cart[-1], lattice, host_cart, is_anion, r0, charge, radii,
+                              max(ion_d["charge_pos"], 1.0), ion_d["radius_pos"]))
 
     return {name: feats[name] for name in FEATURE_NAMES}
 

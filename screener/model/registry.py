@@ -10,7 +10,7 @@ from pathlib import Path
 from screener.core.assets import assets_dir
 from screener.core.errors import ModelLoadError
 
-DEFAULT_MODEL_NAME = "em-band-v2"
+DEFAULT_MODEL_NAME = "em-band-v3"
 
 
 def models_dir() -> Path:

@@ -115,3 +115,50 @@ def percolation_barriers(
         if reached == 3:
             break
     return result
+
+
+#: Draws of the hop barriers behind :func:`percolation_probabilities`.
+N_SAMPLES = 400
+
+
+def percolation_probabilities(
+    edges: Iterable[Sequence], barrier_by_label: Mapping[int, float],
+    sigma_by_label: Mapping[int, float], threshold: float, n_samples: int = N_SAMPLES, seed: int = 0,
+) -> dict[str, float]:
+    """Probability that the hops open at ``threshold`` percolate in at least 1, 2 and 3 dimensions.
+
+    Each distinct hop's barrier is drawn from a normal distribution with its predicted barrier
+    and uncertainty (independently per hop label); a draw opens the hops at or below
+    ``threshold``. A hop priced 0.9 ± 1.1 eV is open in ~40 % of the draws at 0.65 eV: it no
+    longer makes a crystal 2D on its own the way its point estimate would.
+
+    Args:
+        edges: the periodic graph of all equivalent hops, ``(u, v, to_jimage, hop_label)``.
+        barrier_by_label: predicted barrier (eV) of each hop label (NaN: never open).
+        sigma_by_label: its uncertainty (eV; NaN or missing counts as 0).
+        threshold: the barrier (eV) below which a hop is open.
+        n_samples: draws.
+        seed: seeds the draws (the result is reproducible).
+
+    Returns:
+        ``{"1D": p1, "2D": p2, "3D": p3}`` with p1 >= p2 >= p3.
+    """
+    all_edges = _as_edges(edges)
+    labels = sorted({e[3] for e in all_edges if e[3] in barrier_by_label
+                     and not math.isnan(float(barrier_by_label[e[3]]))}, key=str)
+    counts = np.zeros(4)
+    if not labels:
+        return dict.fromkeys(DIMENSION_KEYS, 0.0)
+    mu = np.array([float(barrier_by_label[lab]) for lab in labels])
+    sd = np.array([float(sigma_by_label.get(lab, 0.0)) for lab in labels])
+    sd = np.where(np.isfinite(sd), sd, 0.0)
+    draws = np.random.default_rng(seed).normal(mu, sd, size=(n_samples, len(labels))) <= threshold
+    memo: dict[bytes, int] = {}
+    for row in draws:
+        key = row.tobytes()
+        if key not in memo:
+            open_labels = {lab for lab, o in zip(labels, row) if o}
+            memo[key] = percolation_dimension([e for e in all_edges if e[3] in open_labels])
+        counts[memo[key]] += 1
+    at_least = counts[::-1].cumsum()[::-1] / n_samples
+    return {"1D": float(at_least[1]), "2D": float(at_least[2]), "3D": float(at_least[3])}

@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from screener.pathways.percolation import percolation_barriers
+from screener.pathways.percolation import (
+    percolation_barriers,
+    percolation_probabilities,
+)
 
 HOP_COLUMNS = [
     "material_id", "formula", "working_ion", "limit", "hop_id", "length_A", "multiplicity",
@@ -21,7 +24,8 @@ STRUCTURE_COLUMNS = [
     "material_id", "formula", "working_ion", "source", "structure_hash", "spacegroup",
     "n_hops", "n_hops_predicted", "lowest_hop_em_eV",
     "percolation_1d_eV", "percolation_2d_eV", "percolation_3d_eV",
-    "percolation_1d_vacancy_eV", "percolation_1d_dilute_eV", "passes", "model_version",
+    "percolation_1d_vacancy_eV", "percolation_1d_dilute_eV",
+    "p_percolates_1d", "p_percolates_2d", "p_percolates_3d", "dimensionality", "passes", "model_version",
 ]
 
 
@@ -80,22 +84,29 @@ def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model
         if res["structure"] is None:
             continue
         ion = res["ion"]
-        em_by_id = {}
+        em_by_id, unc_by_id = {}, {}
         for rec in res["hops"]:
             em, unc = predictions.get((res["item"], ion, rec["hop_id"]), (math.nan, math.nan))
             hop_rows.append({**rec, "predicted_em_eV": em, "uncertainty_eV": unc,
                              "model_version": model_version})
-            em_by_id[rec["hop_id"]] = em
+            em_by_id[rec["hop_id"]], unc_by_id[rec["hop_id"]] = em, unc
         perc: dict[str, dict[str, float]] = {}
         conservative: dict[int, float] = {}
+        sigma: dict[int, float] = {}
         for limit in dict.fromkeys(r["limit"] for r in res["hops"]):
             by_label = {r["hop_label"]: em_by_id[r["hop_id"]] for r in res["hops"] if r["limit"] == limit}
+            sd_by_label = {r["hop_label"]: unc_by_id[r["hop_id"]] for r in res["hops"] if r["limit"] == limit}
             perc[limit] = percolation_barriers(res["edges"], by_label)
             for lab, em in by_label.items():
-                # A hop is open only when it is open in every limit (charged and discharged).
+                # A hop is open only when it is open in every limit (charged and discharged);
+                # its uncertainty is that of the limit that decides.
                 prev = conservative.get(lab, -math.inf)
-                conservative[lab] = max(prev, em) if not math.isnan(em) else math.nan
+                if math.isnan(em):
+                    conservative[lab] = math.nan
+                elif not math.isnan(prev) and em >= prev:
+                    conservative[lab], sigma[lab] = em, sd_by_label[lab]
         p = percolation_barriers(res["edges"], conservative)
+        prob = percolation_probabilities(res["edges"], conservative, sigma, threshold)
         ems = [e for e in em_by_id.values() if not math.isnan(e)]
         struct_rows.append({
             **res["structure"],
@@ -105,6 +116,8 @@ def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model
             "percolation_1d_eV": p["1D"], "percolation_2d_eV": p["2D"], "percolation_3d_eV": p["3D"],
             "percolation_1d_vacancy_eV": perc.get("vacancy", {}).get("1D", math.inf),
             "percolation_1d_dilute_eV": perc.get("dilute", {}).get("1D", math.inf),
+            "p_percolates_1d": prob["1D"], "p_percolates_2d": prob["2D"], "p_percolates_3d": prob["3D"],
+            "dimensionality": sum(prob[k] >= 0.5 for k in ("1D", "2D", "3D")),
             "model_version": model_version,
         })
     return ranked_tables(pd.DataFrame(hop_rows, columns=HOP_COLUMNS),

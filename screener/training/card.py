@@ -44,6 +44,30 @@ def _fold_weights(cv: dict[str, Any]) -> str:
     return f": {', '.join(f'{x:.2f}' for x in w)}" if w else ""
 
 
+def _members_text(meta: dict, tc: dict, cv: dict) -> str:
+    """The card's member list: graph models (if any), tree models and how they combine."""
+    m = meta.get("model") or {}
+    n_trees = meta.get("n_tree_models", meta.get("n_boosters", 0))
+    trees = (f"- {n_trees} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band descriptors "
+             "(hop length, ion–host distances along the path, ion and host chemistry, and from descriptor "
+             "version 2 the bond-valence, electrostatic and steric profile along a path allowed to bend), "
+             "one per fold.")
+    grid = tc.get("forest_grid") or {}
+    if grid:
+        trees += (f" Settings chosen from {json.dumps(grid)} by an inner CV inside each outer fold (nested: "
+                  "the scores below never saw their own choice).")
+    if not meta.get("n_members"):
+        return (trees + "\n- No graph members: the descriptor trees are the model. Uncertainty: the standard "
+                "deviation over the fold models and their single trees.")
+    return (f"- {meta.get('n_members', 0)} BandALIGNN graph models (alignn's pure-PyTorch ALIGNN layers; readout "
+            f"`{m.get('readout')}`; hidden width {m.get('hidden_features')}; {m.get('alignn_layers')} ALIGNN + "
+            f"{m.get('gcn_layers')} GCN layers), one per cross-validation fold.\n{trees}\n"
+            f"- Blend: Em = {meta.get('graph_weight'):.2f} × graph + {1 - meta.get('graph_weight', 1):.2f} × trees "
+            "(weight chosen on the out-of-fold predictions; the cross-validation rows below score each fold with "
+            f"the weight chosen on the other folds{_fold_weights(cv)}). Uncertainty: standard deviation of the "
+            "mixture of all members.")
+
+
 def write_model_card(directory: str | Path, baselines: dict[str, Any] | None = None) -> Path:
     """Write ``MODEL_CARD.md`` beside ``model.json``.
 
@@ -70,15 +94,7 @@ Predicts the migration barrier Em (eV) of an ion hopping between two sites of a 
 from the migration band (host + the ion at 5 linearly interpolated images).
 
 ## Model
-- {meta.get('n_members', 0)} BandALIGNN graph models (alignn's pure-PyTorch ALIGNN layers; readout
-  `{(meta.get('model') or {}).get('readout')}`; hidden width {(meta.get('model') or {}).get('hidden_features')};
-  {(meta.get('model') or {}).get('alignn_layers')} ALIGNN + {(meta.get('model') or {}).get('gcn_layers')} GCN layers),
-  one per cross-validation fold.
-- {meta.get('n_tree_models', meta.get('n_boosters', 0))} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band
-  descriptors (hop length, ion–host distances along the path, ion and host chemistry), per fold.
-- Blend: Em = {meta.get('graph_weight'):.2f} × graph + {1 - meta.get('graph_weight', 1):.2f} × trees (weight chosen on
-  the out-of-fold predictions; the cross-validation rows below score each fold with the weight chosen
-  on the other folds{_fold_weights(cv)}). Uncertainty: standard deviation of the mixture of all members.
+{_members_text(meta, tc, cv)}
 - Format version {meta.get('format_version')}; weights load with `torch.load(weights_only=True)`;
   tree models are `.npz` arrays read with `allow_pickle=False`.
 

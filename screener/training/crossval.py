@@ -97,8 +97,6 @@ def tree_folds(
         predictions on their own).
     """
 
-    makers = {"hist_gradient_boosting": lambda: BoostingModel(**config.boosting),
-              "extra_trees": lambda: ForestModel(**config.forest)}
     entries = [e for e in entries if e.band is not None and e.target is not None]
     folds = class_stratified_folds([e.label for e in entries], config.n_folds, config.fold_seed)
     y = np.array([e.target for e in entries], dtype=float)
@@ -108,6 +106,9 @@ def tree_folds(
     models = []
     for k in range(config.n_folds):
         test, train = folds == k, folds != k
+        forest = {**config.forest, **choose_forest_params(features[train], y[train], folds[train], config)}
+        makers = {"hist_gradient_boosting": lambda: BoostingModel(**config.boosting),
+                  "extra_trees": lambda forest=forest: ForestModel(**forest)}
         fold_preds, fold_within = [], []
         for kind in config.tree_kinds:
             m = makers[kind]().fit(features[train], y[train])
@@ -120,6 +121,39 @@ def tree_folds(
         pred[test] = np.mean(fold_preds, axis=0)
         log.info("descriptor trees fold %d: test MAE %.4f", k, np.mean(np.abs(pred[test] - y[test])))
     return pred, models, per_kind, within
+
+
+def _grid(grid: dict[str, list]) -> list[dict]:
+    """Every combination of a parameter grid, in a fixed order."""
+    combos: list[dict] = [{}]
+    for name in sorted(grid):
+        combos = [{**c, name: v} for c in combos for v in grid[name]]
+    return combos
+
+
+def choose_forest_params(features: pd.DataFrame, y: np.ndarray, folds: np.ndarray,
+                         config: ExperimentConfig) -> dict:
+    """The ``config.forest_grid`` setting with the lowest MAE in a CV over ``folds`` (``{}`` without a grid).
+
+    Called with one outer fold's training rows and their own fold labels, this is the inner loop
+    of a nested cross-validation.
+    """
+    combos = _grid(config.forest_grid)
+    if len(combos) < 2:
+        return combos[0] if combos else {}
+    inner = np.unique(folds)
+    scores = []
+    for combo in combos:
+        err = 0.0
+        for j in inner:
+            tr, te = folds != j, folds == j
+            m = ForestModel(**{**config.forest, **combo}).fit(features[tr], y[tr])
+            err += float(np.abs(m.predict(features[te]) - y[te]).sum())
+        scores.append(err / len(y))
+    best = combos[int(np.argmin(scores))]
+    log.info("forest setting %s (inner CV MAE %.4f; grid %s)", best, min(scores),
+             {str(c): round(s, 4) for c, s in zip(combos, scores)})
+    return best
 
 
 def choose_blend_weight(y: np.ndarray, graph: np.ndarray, trees: np.ndarray) -> float:

@@ -61,6 +61,9 @@ class ExperimentConfig:
     (``transform`` and ``HistGradientBoostingRegressor`` parameters) and ``forest`` those of
     :class:`screener.model.trees.ForestModel` (``transform`` and ``ExtraTreesRegressor``
     parameters); empty means their defaults. ``tree_kinds`` says which of the two are fitted.
+    ``forest_grid`` maps ``ExtraTreesRegressor`` parameters to candidate values chosen by an
+    inner cross-validation inside each outer fold (nested: no outer test row takes part in the
+    choice). ``use_graph`` false trains no graph members (a descriptor-tree model).
     """
 
     model: BandModelConfig = field(default_factory=BandModelConfig)
@@ -69,6 +72,8 @@ class ExperimentConfig:
     boosting: dict[str, Any] = field(default_factory=dict)
     forest: dict[str, Any] = field(default_factory=dict)
     use_trees: bool = True
+    use_graph: bool = True
+    forest_grid: dict[str, list[Any]] = field(default_factory=dict)
     tree_kinds: tuple[str, ...] = ("extra_trees",)
     n_folds: int = 5
     fold_seed: int = 0
@@ -83,6 +88,8 @@ class ExperimentConfig:
             boosting=dict(d.get("boosting", d.get("gbm", {}))),  # "gbm": configs before 0.3
             forest=dict(d.get("forest", {})),
             use_trees=bool(d.get("use_trees", d.get("use_gbm", True))),
+            use_graph=bool(d.get("use_graph", True)),
+            forest_grid={k: list(v) for k, v in d.get("forest_grid", {}).items()},
             tree_kinds=tuple(d.get("tree_kinds", ("extra_trees",))),
             n_folds=int(d.get("n_folds", 5)),
             fold_seed=int(d.get("fold_seed", 0)),
@@ -97,6 +104,8 @@ class ExperimentConfig:
             "boosting": dict(self.boosting),
             "forest": dict(self.forest),
             "use_trees": self.use_trees,
+            "use_graph": self.use_graph,
+            "forest_grid": {k: list(v) for k, v in self.forest_grid.items()},
             "tree_kinds": list(self.tree_kinds),
             "n_folds": self.n_folds,
             "fold_seed": self.fold_seed,

@@ -66,29 +66,73 @@ def test_rows_flag_disagreement_and_upsert():
 
 
 def test_missing_potential_is_a_clear_usage_error(lfp_run, monkeypatch, capsys, caplog):
-    import screener.handoff.potentials as refine
+    import dataclasses
 
-    monkeypatch.setitem(refine._MODULES, "sevenn", "no_such_module_sevenn_xyz")
+    import screener.handoff.potentials as potentials
+
+    spec = potentials.SPECS["7net-0"]
+    monkeypatch.setitem(potentials.SPECS, "7net-0", dataclasses.replace(spec, module="no_such_module_sevenn_xyz"))
     with pytest.raises(PotentialNotInstalledError, match="pip install sevenn"):
-        check_potential("sevenn")
+        check_potential("sevenn")  # the old name of SevenNet-0
     rc = main(["refine", str(lfp_run[0]), "--potential", "sevenn", "--source", str(lfp_run[1]), "--quiet"])
     assert rc == 2
     assert "pip install sevenn" in caplog.text
     assert not (lfp_run[0] / "refined.parquet").exists()
 
 
+def test_weights_that_cannot_be_had_stop_refine_before_any_work(lfp_run, monkeypatch, caplog):
+    """A potential that downloads its weights, on a machine without network: one clear error, exit 2."""
+    import dataclasses
+
+    import screener.handoff.potentials as potentials
+
+    spec = potentials.SPECS["mace-mp-0"]
+    monkeypatch.setitem(potentials.SPECS, "mace-mp-0", dataclasses.replace(spec, module="json"))  # "installed"
+
+    def no_network(spec, device):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(potentials, "_load", no_network)
+    with pytest.raises(potentials.PotentialWeightsError, match="mace-mp-0.*could not be loaded.*downloads its weights"):
+        potentials.load_potential("mace-mp-0")
+    rc = main(["refine", str(lfp_run[0]), "--potential", "mace-mp-0", "--source", str(lfp_run[1]), "--quiet"])
+    assert rc == 2
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not be loaded" in errors[0].getMessage()
+    assert not (lfp_run[0] / "refined.parquet").exists()
+
+
+def test_every_potential_name_resolves():
+    from screener.handoff.potentials import POTENTIALS, SPECS, resolve
+
+    assert {"chgnet", "7net-0", "7net-l3i5", "7net-mf-0", "mace-mp-0", "orb-v3", "mattersim", "uma-s-1"} <= set(SPECS)
+    assert resolve("sevenn").name == "7net-0" and resolve("mace").name == "mace-mp-0"
+    assert all(resolve(n).name in SPECS for n in POTENTIALS)
+    assert {n for n, s in SPECS.items() if s.offline} == {"chgnet", "7net-0", "7net-l3i5", "7net-mf-0"}
+
+
 def test_settings_are_validated():
-    with pytest.raises(ValueError):
-        RefineSettings(potential="mace")
+    with pytest.raises(PotentialNotInstalledError, match="unknown potential"):
+        RefineSettings(potential="no-such-potential")
     with pytest.raises(ValueError):
         RefineSettings(fmax=0)
+    with pytest.raises(ValueError):
+        RefineSettings(neb_optimizer="bfgs-linesearch")
+
+
+def test_defaults_are_the_published_protocol():
+    st, old = RefineSettings(), RefineSettings.legacy()
+    assert (st.fmax, st.spring, st.climb, st.method, st.neb_optimizer, st.relax_optimizer) == (
+        0.05, 5.0, False, "eb", "bfgs", "bfgs-linesearch")
+    assert st.relax_steps == st.neb_steps == 1000 and st.batched
+    assert (old.fmax, old.climb, old.neb_optimizer, old.n_intermediate) == (0.1, True, "fire", 5)
 
 
 @pytest.mark.skipif(not HAVE_CHGNET, reason="chgnet not installed (pip install 'screener[refine]')")
 def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
-    """A few FIRE steps on the shortest vacancy hop: the pipeline, not the converged barrier.
+    """A few optimiser steps on the shortest vacancy hop: the pipeline, not the converged barrier.
 
-    The converged run (200 + 200 steps) is in benchmarks/bench_refine.py.
+    The converged runs are in benchmarks/bench_refine.py.
     """
     from ase.io import read
 
@@ -104,6 +148,10 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     assert r["hop_id"] == hop["hop_id"] and r["potential"] == "chgnet" and r["error"] == ""
     assert np.isfinite(r["neb_em_eV"]) and r["predicted_em_eV"] == pytest.approx(hop["predicted_em_eV"])
     assert r["disagreement"] == (abs(r["neb_em_eV"] - r["predicted_em_eV"]) > DISAGREEMENT_EV)
+    # the combined barrier lies between the prediction and the NEB barrier, with an uncertainty
+    lo, hi = sorted([r["predicted_em_eV"], r["neb_em_eV"]])
+    assert lo - 1e-9 <= r["refined_em_eV"] <= hi + 1e-9 and r["refined_uncertainty_eV"] > 0
+    assert r["refined_status"].startswith("combined (")
     assert r["initial_steps"] <= 3 and r["final_steps"] <= 3 and r["neb_steps"] <= 3
     assert np.isfinite(r["e_initial_eV"]) and r["initial_max_force_eV_A"] >= 0 and r["seconds"] > 0
     assert r["initial_ion_shift_A"] < 0.5  # the ion stays on its site while the end point relaxes

@@ -12,6 +12,7 @@ from screener.pathways.percolation import (
     component_translations,
     percolation_barriers,
     percolation_dimension,
+    percolation_probabilities,
 )
 from screener.pathways.search import find_pathways
 
@@ -156,3 +157,24 @@ def test_host_pathways_percolation_by_hop_id(lifepo4):
     res = pw.percolation(barriers)
     assert res["vacancy"] == {"1D": 0.3, "2D": 0.9, "3D": INF}
     assert res["dilute"] == pytest.approx({"1D": 0.4, "2D": 1.0, "3D": INF})
+
+
+# --------------------------------------------------------------------------- with uncertainty
+def test_an_uncertain_hop_opens_in_its_share_of_draws():
+    """Square net: a sure 0.3 eV hop along x, an unsure 0.9 +- 1.1 eV hop along y (olivine-like)."""
+    edges = [(0, 0, X, 0), (0, 0, Y, 1)]
+    p = percolation_probabilities(edges, {0: 0.3, 1: 0.9}, {0: 0.05, 1: 1.1}, threshold=0.65, n_samples=4000)
+    assert p["1D"] == pytest.approx(1.0, abs=1e-3)
+    assert p["2D"] == pytest.approx(0.41, abs=0.03)  # Phi((0.65 - 0.9) / 1.1)
+    assert p["3D"] == 0.0
+    # without uncertainty the point estimates decide
+    sure = percolation_probabilities(edges, {0: 0.3, 1: 0.6}, {}, threshold=0.65)
+    assert sure == {"1D": 1.0, "2D": 1.0, "3D": 0.0}
+
+
+def test_probabilities_are_reproducible_and_ordered():
+    edges = [(0, 0, X, 0), (0, 0, Y, 1), (0, 0, Z, 2)]
+    args = ({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.2, 1: 0.2, 2: 0.2}, 0.65)
+    a, b = percolation_probabilities(edges, *args), percolation_probabilities(edges, *args)
+    assert a == b and a["1D"] >= a["2D"] >= a["3D"] > 0
+    assert percolation_probabilities(edges, {0: math.nan}, {}, 0.65) == {"1D": 0.0, "2D": 0.0, "3D": 0.0}

@@ -28,7 +28,7 @@ def model_dir() -> Path:
     """The shipped model when it is there, else the small development model."""
     from screener.model.registry import models_dir
 
-    shipped = models_dir() / "em-band-v2"
+    shipped = models_dir() / "em-band-v3"
     if (shipped / "model.json").exists():
         return shipped
     return Path(os.environ.get("SCREENER_MODEL_DIR") or "/tmp/devmodel")

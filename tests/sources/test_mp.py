@@ -61,7 +61,7 @@ def model_env(monkeypatch):
     """The shipped model when it is there, else the small development model."""
     from screener.model.registry import models_dir
 
-    if not (models_dir() / "em-band-v2" / "model.json").exists() and not os.environ.get("SCREENER_MODEL_DIR"):
+    if not (models_dir() / "em-band-v3" / "model.json").exists() and not os.environ.get("SCREENER_MODEL_DIR"):
         monkeypatch.setenv("SCREENER_MODEL_DIR", "/tmp/devmodel")
 
 

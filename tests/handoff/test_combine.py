@@ -1,0 +1,58 @@
+"""The combination of the fast prediction with a NEB barrier: robust, calibrated, shipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from screener.handoff.combine import Combination, crossvalidate, load_combination, refined_status
+
+
+def test_a_neb_near_the_prediction_pulls_it_and_a_wild_one_is_discounted():
+    c = Combination(a=1.0, sigma_neb=0.15, eps=0.1)
+    refined, sigma, w = c.combine([0.5, 0.5, 0.5], [0.3, 0.3, 0.3], [0.7, 4.0, np.nan])
+    assert 0.5 < refined[0] < 0.7 and w[0] > 0.9 and sigma[0] < 0.3  # agreement: pulled in, sharper
+    assert abs(refined[1] - 0.5) < 0.05 and w[1] < 0.01  # 4 eV against 0.5 +- 0.3: an outlier
+    assert refined[2] == 0.5 and w[2] == 0.0 and sigma[2] == pytest.approx(0.3)  # no NEB: the prediction
+
+
+def test_a_confident_fast_model_moves_less():
+    c = Combination(a=1.0, sigma_neb=0.2, eps=0.05)
+    sure, unsure = c.combine([0.5, 0.5], [0.05, 0.5], [0.9, 0.9])[0]
+    assert sure < unsure and 0.5 < sure
+
+
+def test_fit_finds_an_accurate_neb_and_beats_both_on_synthetic_data():
+    rng = np.random.default_rng(1)
+    y = rng.gamma(2.0, 0.35, 400)
+    sd = np.full_like(y, 0.3)
+    fast = y + rng.normal(0, 0.3, y.size)
+    neb = y + rng.normal(0, 0.1, y.size)
+    wild = rng.random(y.size) < 0.1
+    neb[wild] += rng.choice([-1, 1], wild.sum()) * rng.uniform(1.5, 4, wild.sum())
+    c = Combination.fit(y, fast, sd, neb)
+    assert c.sigma_neb <= 0.15 and c.a == pytest.approx(1.0, abs=0.3)
+    oof = crossvalidate(y, fast, sd, neb)
+
+    def mae(p):
+        return np.mean(np.abs(p - y))
+
+    def tail(p):
+        return np.mean(np.abs(p - y) > 1)
+
+    assert mae(oof) < mae(fast) and mae(oof) < mae(neb)
+    assert tail(oof) < tail(neb)
+
+
+def test_status_says_how_the_refined_barrier_was_made():
+    assert refined_status(0.4, "", True, "chgnet") == "combined (chgnet)"
+    assert refined_status(0.4, "", False, "chgnet").endswith("NEB not converged")
+    assert refined_status(np.nan, "RuntimeError: boom") == "fast model only (NEB failed: RuntimeError)"
+
+
+def test_shipped_combination_is_fitted_and_cross_validated():
+    c, rec = load_combination("mace-mp-0")
+    assert c.name == "mace-mp-0" and rec["n"] > 500
+    assert rec["cv"]["mae"] < rec["fast_cv"]["mae"] and rec["cv"]["mae"] < rec["neb"]["mae"]
+    generic, grec = load_combination("no-such-potential")
+    assert generic.name == "generic" and grec["n"] >= rec["n"]
