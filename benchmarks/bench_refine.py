@@ -1,16 +1,17 @@
-"""DFT hand-off timings: ``export`` (IDPP images) and ``refine`` (CHGNet CI-NEB) on LiFePO4.
+"""DFT hand-off timings: ``export`` (IDPP images) and ``refine`` on LiFePO4, protocol against legacy.
 
 Usage::
 
-    SCREENER_MODEL_DIR=/tmp/devmodel python benchmarks/bench_refine.py \
-        [--hops vacancy-shortest|vacancy|all] [--relax-steps 200] [--neb-steps 200] [--threads 2]
+    python benchmarks/bench_refine.py [--protocol both|mlip-neb|legacy] [--potential chgnet]
+        [--hops vacancy-shortest|vacancy|all] [--threads 2]
 
 Screens the bundled olivine LiFePO4 for Li (threshold 10 eV, so it is shortlisted), exports the
-hops of its 1D path (VASP layout, 5 intermediate images), then refines the chosen hops with the
-converged settings of ``screener refine`` (fixed-cell FIRE end-point relaxation, CI-NEB with
-FIRE to 0.1 eV/Å) and prints seconds per hop and the NEB barrier beside the prediction.
-Results go to ``benchmarks/results/bench_refine.json``. Run it on an otherwise idle machine:
-one converged hop is minutes of CPU.
+hops of its 1D path (VASP layout), then refines the chosen hops with ``screener refine``'s
+settings: the published MLIP-NEB protocol (the default) and, with ``both``, screener 0.3's
+settings (FIRE, 5 images, 0.1 eV/Å, climbing image) on the same hop, and prints seconds per hop,
+steps and the NEB barrier beside the prediction. Results go to
+``benchmarks/results/bench_refine.json``. Run it on an otherwise idle machine: one converged hop
+is minutes of CPU.
 
 Reference: the b-axis [010] channel hop of LiFePO4 (the shortest Li-Li hop, ~3.0 Å) has a
 GGA+U NEB barrier of ~0.27 eV (Morgan, Van der Ven, Ceder, Electrochem. Solid-State Lett. 7,
@@ -36,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_refine.json"
 
 def main() -> None:
     from screener.handoff.export import ExportOptions, export_run
-    from screener.handoff.neb import RefineSettings
+    from screener.handoff.neb import RefineSettings, settings_dict
     from screener.handoff.refine import refine_run
     from screener.screening.run import screen
     from screener.sources.bundled import catalogue_dir
@@ -44,11 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hops", choices=["vacancy-shortest", "vacancy", "all"], default="vacancy-shortest",
                         help="which path hops to refine (default: %(default)s)")
-    parser.add_argument("--potential", default="chgnet", choices=["chgnet", "sevenn"])
-    parser.add_argument("--images", type=int, default=5, help="intermediate NEB images")
-    parser.add_argument("--relax-steps", type=int, default=200)
-    parser.add_argument("--neb-steps", type=int, default=200)
-    parser.add_argument("--fmax", type=float, default=0.1)
+    parser.add_argument("--potential", default="chgnet")
+    parser.add_argument("--protocol", choices=["both", "mlip-neb", "legacy"], default="both")
+    parser.add_argument("--images", type=int, default=None, help="intermediate NEB images (default: the protocol's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="Dask workers (default: run in this process)")
@@ -76,20 +75,34 @@ def main() -> None:
             hops = hops[hops["limit"] == "vacancy"]
         if args.hops == "vacancy-shortest":
             hops = hops.sort_values("length_A").head(1)
-        st = RefineSettings(potential=args.potential, n_intermediate=args.images, fmax=args.fmax,
-                            relax_steps=args.relax_steps, neb_steps=args.neb_steps, threads=args.threads)
-        t0 = time.perf_counter()
-        table = refine_run(run_dir, 1, st, hop_ids=hops["hop_id"].tolist(), workers=args.workers,
-                           synchronous=args.workers is None, source=str(hosts))
-        t_refine = time.perf_counter() - t0
+        extra = {"n_intermediate": args.images} if args.images else {}
+        protocols = ["mlip-neb", "legacy"] if args.protocol == "both" else [args.protocol]
+        runs = {}
+        for name in protocols:
+            make = RefineSettings.legacy if name == "legacy" else RefineSettings
+            st = make(potential=args.potential, threads=args.threads, **extra)
+            t0 = time.perf_counter()
+            table = refine_run(run_dir, 1, st, hop_ids=hops["hop_id"].tolist(), workers=args.workers,
+                               synchronous=args.workers is None, source=str(hosts))
+            runs[name] = (st, table, time.perf_counter() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    cols = ["hop_id", "limit", "length_A", "predicted_em_eV", "uncertainty_eV", "neb_em_eV", "neb_em_reverse_eV",
-            "delta_eV", "disagreement", "converged", "initial_steps", "final_steps", "neb_steps",
-            "initial_max_force_eV_A", "neb_max_force_eV_A", "seconds", "error"]
-    pd.set_option("display.width", 200)
-    print(table[cols].to_string(index=False))
+    cols = ["hop_id", "limit", "length_A", "n_atoms", "predicted_em_eV", "uncertainty_eV", "neb_em_eV",
+            "neb_em_reverse_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "delta_eV",
+            "converged", "initial_steps", "final_steps", "neb_steps", "n_images", "neb_max_force_eV_A", "seconds",
+            "error"]
+    pd.set_option("display.width", 220)
+    refine = {}
+    for name, (st, table, wall) in runs.items():
+        print(f"--- {name}")
+        print(table[cols].to_string(index=False))
+        refine[name] = {"settings": settings_dict(st), "hops": len(table), "wall_seconds": wall,
+                        "seconds_per_hop": float(table["seconds"].mean()),
+                        "rows": json.loads(table[cols].to_json(orient="records"))}
+    if len(refine) == 2:
+        refine["legacy_over_protocol_seconds"] = (refine["legacy"]["seconds_per_hop"]
+                                                  / refine["mlip-neb"]["seconds_per_hop"])
     out = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -100,13 +113,13 @@ def main() -> None:
         "export": {"hops": len(manifest), "seconds": t_export, "seconds_per_hop": t_export / max(1, len(manifest)),
                    "status": manifest["status"].value_counts().to_dict(),
                    "min_distance_A": float(manifest["min_distance_A"].min())},
-        "refine": {"hops": len(table), "wall_seconds": t_refine,
-                   "rows": json.loads(table[cols].to_json(orient="records"))},
+        "refine": refine,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))
-    print(f"export {t_export:.1f} s for {len(manifest)} hops; refine {t_refine:.0f} s for {len(table)} hop(s) "
-          f"-> {args.out}")
+    print(f"export {t_export:.1f} s for {len(manifest)} hops; refine: "
+          + ", ".join(f"{k} {v['seconds_per_hop']:.0f} s/hop" for k, v in refine.items() if isinstance(v, dict))
+          + f" -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Usage::
 
 One command, under 5 minutes, one JSON line (the last line printed): fast-model bands/s with
 1 band per forward pass and with 64 (graphs built beforehand, so the numbers are the model's),
-uMLIP (CHGNet, shipped in its wheel) images/s evaluated one at a time and in one batched call,
+uMLIP (CHGNet and SevenNet-0, shipped in their wheels, through ``screener refine``'s batched
+evaluators) images/s evaluated one at a time and in one batched call,
 and the peak GPU memory (CUDA) or peak resident memory (CPU). It runs unchanged on a CPU (CI runs
 ``--smoke``: 4 bands, batch 4, 2 images) and on a GPU machine; results go to
 ``benchmarks/results/gpu_<device>.json``.
@@ -55,20 +56,23 @@ def _peak_memory(device: str) -> dict[str, float | None]:
 
 
 def fast_model(device: str, n_bands: int, big_batch: int) -> dict[str, Any]:
-    """Bands/s of the shipped model with 1 and with ``big_batch`` bands per forward pass."""
+    """Bands/s of the shipped model: one band per call, and ``big_batch`` bands per call."""
     from screener.model.graphs import GraphCache
     from screener.model.predictor import load_predictor
 
     bands = _bands(n_bands)
     predictor = load_predictor(None, device)
     cache = GraphCache(predictor.graph_config)
-    for b in bands:
-        cache.get(b)
+    if predictor.members:
+        for b in bands:
+            cache.get(b)
     predictor.predict(bands[:2], batch_size=2, cache=cache)  # warm-up (kernels, allocator)
-    out = {"bands": len(bands), "mean_sites": round(sum(b.num_sites for b in bands) / len(bands), 1)}
+    out = {"model": predictor.version, "graph_members": len(predictor.members), "bands": len(bands),
+           "mean_sites": round(sum(b.num_sites for b in bands) / len(bands), 1)}
     for name, bs in (("one", 1), ("batched", big_batch)):
         t0 = time.perf_counter()
-        predictor.predict(bands, batch_size=bs, cache=cache)
+        for i in range(0, len(bands), bs):
+            predictor.predict(bands[i:i + bs], batch_size=bs, cache=cache)
         if device == "cuda":
             import torch
 
@@ -79,28 +83,34 @@ def fast_model(device: str, n_bands: int, big_batch: int) -> dict[str, Any]:
     return out
 
 
-def umlip(device: str, n_images: int) -> dict[str, Any]:
-    """Images/s of CHGNet: one structure per call vs one batched call (skipped when not installed)."""
-    try:
-        from chgnet.model import CHGNet
-    except ImportError:
-        return {"skipped": "chgnet is not installed (pip install 'screener[refine]')"}
+def umlip(device: str, n_images: int, potentials: tuple[str, ...] = ("chgnet", "7net-0")) -> dict[str, Any]:
+    """Images/s of each potential through ``screener refine``'s evaluators: one image per call vs one batched call."""
+    from screener.core.errors import ScreenerError
+    from screener.handoff.neb_io import structure_to_atoms
+    from screener.handoff.potentials import load_potential
+
     band = _bands(1)[0]
-    images = [band.endpoint(0)] * n_images
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = CHGNet.load(verbose=False, use_device=device)
-        model.predict_structure(images[:1], task="ef")  # warm-up
-        t0 = time.perf_counter()
-        for s in images:
-            model.predict_structure(s, task="ef")
-        one = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        model.predict_structure(images, task="ef", batch_size=n_images)
-        batched = time.perf_counter() - t0
-    return {"potential": "chgnet", "images": n_images, "sites": len(images[0]),
-            "images_per_s_one": round(n_images / one, 3), "images_per_s_batched": round(n_images / batched, 3),
-            "batched_over_one": round(one / batched, 3)}
+    images = [structure_to_atoms(band.endpoint(i % band.n_images)) for i in range(n_images)]
+    out: dict[str, Any] = {"images": n_images, "sites": len(images[0])}
+    for name in potentials:
+        try:
+            ev = load_potential(name, device)
+        except ScreenerError as exc:
+            out[name] = {"skipped": str(exc)}
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ev.evaluate(images[:2])  # warm-up
+            t0 = time.perf_counter()
+            for a in images:
+                ev.evaluate([a])
+            one = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ev.evaluate(images)
+            batched = time.perf_counter() - t0
+        out[name] = {"images_per_s_one": round(n_images / one, 3), "images_per_s_batched": round(n_images / batched, 3),
+                     "batched_over_one": round(one / batched, 3)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

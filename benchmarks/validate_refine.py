@@ -39,7 +39,8 @@ def main() -> None:
     p.add_argument("--potential", default="chgnet")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--max-sites", type=int, default=50, help="bands with at most this many sites")
-    p.add_argument("--budget-min", type=float, default=None, help="stop computing after this many minutes")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="stop computing after this many minutes (0: only collect the cached records)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -55,7 +56,7 @@ def main() -> None:
                      e.band.num_sites, e.target, rec.get("em_eV", float("nan")), rec["status"],
                      time.perf_counter() - t0)
 
-    budget = args.budget_min * 60 if args.budget_min else None
+    budget = args.budget_min * 60 if args.budget_min is not None else None
     records = neb_records([e.band for e in chosen], settings, cache, done, budget)
     rows = [{"jid": e.jid, "label": e.label, "ion": e.band.ion, "n_sites": e.band.num_sites, "dft_em_eV": e.target,
              **{k: v for k, v in r.items() if k != "energies_eV"}} for e, r in zip(chosen, records) if r is not None]

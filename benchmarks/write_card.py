@@ -11,7 +11,7 @@ and appends ``--notes`` (a markdown file) as a last section.
 
 Usage::
 
-    python benchmarks/write_card.py data/models/em-band-v2 --notes NOTES.md
+    python benchmarks/write_card.py data/models/em-band-v3 --no-baselines --notes benchmarks/results/em-band-v3_notes.md
 """
 
 from __future__ import annotations
@@ -51,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir", help="model directory (with model.json)")
     ap.add_argument("--notes", help="markdown file appended as the card's last section")
+    ap.add_argument("--no-baselines", action="store_true",
+                    help="leave out the benchmark rows (cv_baselines.json, cv_trees.json: computed on descriptors v1)")
     args = ap.parse_args(argv)
     d = Path(args.model_dir)
     meta = json.loads((d / "model.json").read_text())
     rows = dict(meta.get("cv", {}).get("baselines") or {})
-    rows.update(baseline_rows())
+    if not args.no_baselines:
+        rows.update(baseline_rows())
     path = write_model_card(d, rows)
     if args.notes:
         path.write_text(path.read_text().rstrip() + "\n\n" + Path(args.notes).read_text().strip() + "\n")

@@ -138,37 +138,41 @@ def load_potential(name: str, device: str = "cpu") -> ImageEvaluator:
 
 def _load(spec: PotentialSpec, device: str) -> ImageEvaluator:
     """Load one potential through its own package (the caller turns failures into one error)."""
-    from screener.handoff import batching
+    from screener.handoff.batching import (
+        CalculatorEvaluator,
+        CHGNetEvaluator,
+        SevenNetEvaluator,
+    )
 
     if spec.module == "chgnet":
         from chgnet.model import CHGNet
 
-        return batching.CHGNetEvaluator(CHGNet.load(verbose=False, use_device=device), device)
+        return CHGNetEvaluator(CHGNet.load(verbose=False, use_device=device), device)
     if spec.module == "sevenn":
         from sevenn.calculator import SevenNetCalculator
 
         calc = SevenNetCalculator(spec.model, device=device, **_sevenn_modal(spec.model))
-        return batching.SevenNetEvaluator(calc)
+        return SevenNetEvaluator(calc)
     if spec.module == "mace":
         from mace.calculators import mace_mp
 
-        return batching.CalculatorEvaluator(mace_mp(model=spec.model, dispersion=False,
+        return CalculatorEvaluator(mace_mp(model=spec.model, dispersion=False,
                                                     default_dtype="float64", device=device))
     if spec.module == "orb_models":
         from orb_models.forcefield import pretrained
         from orb_models.forcefield.calculator import ORBCalculator
 
         model = getattr(pretrained, spec.model)(device=device, precision="float32-high")
-        return batching.CalculatorEvaluator(ORBCalculator(model, device=device))
+        return CalculatorEvaluator(ORBCalculator(model, device=device))
     if spec.module == "mattersim":
         from mattersim.forcefield import MatterSimCalculator
 
-        return batching.CalculatorEvaluator(MatterSimCalculator(load_path=spec.model, device=device))
+        return CalculatorEvaluator(MatterSimCalculator(load_path=spec.model, device=device))
     if spec.module == "fairchem":
         from fairchem.core import FAIRChemCalculator, pretrained_mlip
 
         unit = pretrained_mlip.get_predict_unit(spec.model, device=device)
-        return batching.CalculatorEvaluator(FAIRChemCalculator(unit, task_name="omat"))
+        return CalculatorEvaluator(FAIRChemCalculator(unit, task_name="omat"))
     raise PotentialNotInstalledError(f"no loader for {spec.name}")  # pragma: no cover - every spec has one
 
 

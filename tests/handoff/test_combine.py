@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from screener.handoff.combine import Combination, crossvalidate, load_combination, refined_status
+from screener.handoff.combine import (
+    Combination,
+    crossvalidate,
+    load_combination,
+    refined_status,
+)
 
 
 def test_a_neb_near_the_prediction_pulls_it_and_a_wild_one_is_discounted():

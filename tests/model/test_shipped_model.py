@@ -57,3 +57,14 @@ def test_prediction_is_deterministic_and_batch_independent(predictor):
     b = predictor.predict(bands, batch_size=8)
     np.testing.assert_allclose(a.em, b.em, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.uncertainty, b.uncertainty, rtol=1e-4, atol=1e-6)
+
+
+def test_lifepo4_c_axis_hop_is_priced_above_the_channel_hop(predictor):
+    """The 4.69 Å c-axis hop cuts through a PO4 group (DFT > 2.5 eV): never cheaper than the b channel."""
+    pw = find_pathways(read_structure(catalogue_dir() / "LiFePO4.cif"), "Li")
+    vac = sorted((h for h in pw.hops if h.limit == "vacancy"), key=lambda h: h.length_A)
+    b_hop, c_hop = vac[0], vac[-1]
+    assert c_hop.length_A == pytest.approx(4.69, abs=0.05)
+    pred = predictor.predict([build_band(pw, b_hop), build_band(pw, c_hop)])
+    assert pred.em[1] > 0.65 > pred.em[0]
+    assert pred.uncertainty[1] > pred.uncertainty[0]  # and the model says it is unsure of it
