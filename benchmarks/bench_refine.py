@@ -38,6 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_refine.json"
 def main() -> None:
     from screener.handoff.export import ExportOptions, export_run
     from screener.handoff.neb import RefineSettings, settings_dict
+    from screener.pathways.config import PathwayConfig
     from screener.handoff.refine import refine_run
     from screener.screening.run import screen
     from screener.sources.bundled import catalogue_dir
@@ -47,6 +48,8 @@ def main() -> None:
                         help="which path hops to refine (default: %(default)s)")
     parser.add_argument("--potential", default="chgnet")
     parser.add_argument("--protocol", choices=["both", "mlip-neb", "legacy"], default="both")
+    parser.add_argument("--min-width", type=float, default=None,
+                        help="band supercell width (Å; default: screener's), smaller for a quicker benchmark")
     parser.add_argument("--images", type=int, default=None, help="intermediate NEB images (default: the protocol's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=None,
@@ -62,7 +65,9 @@ def main() -> None:
         hosts.mkdir()
         shutil.copy(catalogue_dir() / "LiFePO4.cif", hosts / "LiFePO4.cif")
         t0 = time.perf_counter()
-        res = screen("Li", str(hosts), out=work / "run", synchronous=True, threshold=10.0, model_dir=args.model)
+        pathways = PathwayConfig(min_width=args.min_width) if args.min_width else None
+        res = screen("Li", str(hosts), out=work / "run", synchronous=True, threshold=10.0, model_dir=args.model,
+                     pathways=pathways)
         t_screen = time.perf_counter() - t0
         run_dir = res.out
 

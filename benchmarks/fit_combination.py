@@ -79,10 +79,14 @@ def main() -> None:
     neb: dict[str, pd.Series] = {}
     index = pd.read_csv(Path(args.data) / "train_index.csv")
     neb["mace-mp-0"] = pd.Series(index["MACE_relax_eV"].to_numpy(), index=index["jid"].astype(str))
+    sources = {"mace-mp-0": "MACE-MP-0 NEB (relaxed) tabulated with the dataset (train_index.csv, from its source); "
+                            "the source's NEB settings, not screener refine's"}
     for path in sorted(RESULTS.glob("refine_validation_*.csv")):
         v = pd.read_csv(path)
         v = v[v["status"] == "ok"]
-        neb[path.stem.removeprefix("refine_validation_")] = pd.Series(v["em_eV"].to_numpy(), index=v["jid"].astype(str))
+        name = path.stem.removeprefix("refine_validation_")
+        neb[name] = pd.Series(v["em_eV"].to_numpy(), index=v["jid"].astype(str))
+        sources[name] = "screener refine's MLIP-NEB protocol (RefineSettings defaults), benchmarks/validate_refine.py"
     table, fits, pooled = [], {}, []
     for name, series in neb.items():
         f = frame.assign(neb=frame["jid"].map(series)).dropna(subset=["neb"])
@@ -96,7 +100,7 @@ def main() -> None:
         for label, s in rows.items():
             table.append({"potential": name, "estimate": label, **s})
         c = Combination.fit(f["dft"], f["fast"], f["sigma"], f["neb"], name=name)
-        fits[name] = {"params": c.to_dict(), "n": len(f), "cv": rows["combined (out of fold)"],
+        fits[name] = {"params": c.to_dict(), "n": len(f), "neb_source": sources[name], "cv": rows["combined (out of fold)"],
                       "fast_cv": rows["fast model (out of fold)"], "neb": rows[f"{name} NEB"]}
         pooled.append(f)
     allf = pd.concat(pooled) if pooled else frame.iloc[:0]

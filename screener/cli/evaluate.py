@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder of the cached NEB records, one per entry, reused by reruns "
                         "(default: ~/.cache/screener/neb/<potential>)")
     p.add_argument("--max-sites", type=int, default=None, metavar="N",
-                   help="run the NEB only on entries with at most N sites; larger ones keep the fast prediction")
+                   help="run the NEB only on entries whose structure (host + ion) has at most N atoms; larger "
+                        "ones keep the fast prediction")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads of the potential")
     p.set_defaults(func=run)
 
@@ -70,6 +71,11 @@ def evaluate_entries(entries, predictor, batch_size: int = 32) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _neb_atoms(band) -> int:
+    """Atoms of a band's NEB structure: the host and the ion."""
+    return band.num_sites - band.n_images + 1
+
+
 def add_refined(df: pd.DataFrame, entries, args: argparse.Namespace) -> pd.DataFrame:
     """The prediction table with the NEB barrier of ``args.potential`` and the combined barrier."""
     from screener.core.progress import progress_bar
@@ -80,7 +86,7 @@ def add_refined(df: pd.DataFrame, entries, args: argparse.Namespace) -> pd.DataF
     st = RefineSettings(potential=args.potential, device=args.device, threads=args.threads)
     cache = Path(args.neb_cache) if args.neb_cache else Path.home() / ".cache" / "screener" / "neb" / st.potential
     todo = [i for i, e in enumerate(entries)
-            if e.band is not None and (args.max_sites is None or e.band.num_sites <= args.max_sites)]
+            if e.band is not None and (args.max_sites is None or _neb_atoms(e.band) <= args.max_sites)]
     records: dict[int, dict] = {}
     with progress_bar(False) as progress:
         bar = progress.add_task(f"NEB ({st.potential})", total=len(todo)) if progress else None
@@ -100,7 +106,7 @@ def add_refined(df: pd.DataFrame, entries, args: argparse.Namespace) -> pd.DataF
         if e.band is None:
             status.append("no prediction")
         elif rec is None:
-            status.append(f"fast model only (NEB not run: more than {args.max_sites} sites)")
+            status.append(f"fast model only (NEB not run: more than {args.max_sites} atoms)")
         else:
             status.append(refined_status(neb[i], rec.get("error", ""), rec.get("converged"), combination.name))
     out = df.copy()

@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     if args.no_graph:
         cfg_dict["use_graph"] = False
     config = ExperimentConfig.from_dict(cfg_dict)
+    if not (config.use_graph or config.use_trees):
+        log.error("the configuration trains neither graph members nor trees: no model")
+        return EXIT_USAGE
     if config.n_folds < 2:
         log.error("--folds must be at least 2")
         return EXIT_USAGE
@@ -214,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if tree_models:
         info["descriptor_feature_version"] = FEATURE_VERSION
+        # each member's settings (the nested CV's choice per fold): what `screener learn` refits with
+        info["tree_params"] = [{"transform": m.transform, **m.params} for m in tree_models]
     predictor = BandPredictor(members, config.graph, tree_models, w, info)
     predictor.save(out)
     if tree_models:  # what `screener learn` refits the trees with (descriptors, targets, folds)

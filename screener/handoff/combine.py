@@ -36,6 +36,9 @@ from screener.core.assets import assets_dir
 #: Floor of the fast model's scaled uncertainty (eV).
 MIN_SIGMA = 0.03
 
+#: The fast model's uncertainty where it gave none (eV): uninformative, so the NEB decides.
+UNKNOWN_SIGMA = 1.0
+
 #: Candidate parameters of :meth:`Combination.fit`.
 GRID: dict[str, tuple[float, ...]] = {
     "a": (0.5, 0.75, 1.0, 1.5, 2.0),
@@ -70,6 +73,10 @@ class Combination:
     width: float = 10.0
     name: str = "generic"
 
+    def __post_init__(self) -> None:
+        if not (self.a > 0 and self.sigma_neb > 0 and 0 < self.eps < 1 and self.width > 0):
+            raise ValueError(f"combination parameters out of range: {self}")
+
     def combine(self, fast: Any, fast_sigma: Any, neb: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Refined barriers, their uncertainties and the weight of the NEB in each.
 
@@ -83,7 +90,8 @@ class Combination:
             barriers are never below 0.
         """
         p = np.atleast_1d(np.asarray(fast, dtype=float))
-        s = np.maximum(self.a * np.nan_to_num(np.atleast_1d(np.asarray(fast_sigma, dtype=float))), MIN_SIGMA)
+        raw = np.atleast_1d(np.asarray(fast_sigma, dtype=float))
+        s = np.maximum(self.a * np.where(np.isfinite(raw), raw, UNKNOWN_SIGMA), MIN_SIGMA)
         n = np.atleast_1d(np.asarray(neb, dtype=float))
         have = np.isfinite(n)
         n_ = np.where(have, n, p)
@@ -148,8 +156,10 @@ def load_combination(potential: str, path: str | Path | None = None) -> tuple[Co
         data = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return Combination(), {}
+    from screener.handoff.potentials import resolve
+
     fits = data.get("potentials", {})
-    rec = fits.get(potential) or data.get("generic") or {}
+    rec = fits.get(resolve(potential).name) or data.get("generic") or {}
     if not rec:
         return Combination(), {}
     return Combination.from_dict(rec["params"]), rec

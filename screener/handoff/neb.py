@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 #: The optimisers settings may name (ASE classes).
 OPTIMIZERS = ("bfgs", "bfgs-linesearch", "fire")
 
+#: ASE NEB methods.
+NEB_METHODS = ("eb", "improvedtangent", "aseneb", "spline", "string")
+
 
 @dataclass(frozen=True)
 class RefineSettings:
@@ -78,6 +81,8 @@ class RefineSettings:
             raise ValueError("relax_steps must be >= 0 and neb_steps >= 1")
         if self.relax_optimizer not in OPTIMIZERS or self.neb_optimizer not in ("bfgs", "fire"):
             raise ValueError(f"optimisers: relax one of {OPTIMIZERS}, NEB bfgs or fire")
+        if self.method not in NEB_METHODS or not (self.spring > 0):
+            raise ValueError(f"NEB method must be one of {NEB_METHODS} and the spring positive")
 
     @classmethod
     def legacy(cls, **changes: Any) -> RefineSettings:
@@ -263,11 +268,37 @@ def _mic_shift(before: Atoms, after: Atoms, index: int = 0) -> np.ndarray:
     return vec[0]
 
 
+#: A host atom of the ion's element this close (Å) to an end point is that site listed twice.
+DUPLICATE_TOL_A = 0.5
+
+
+def band_endpoints(band: Band) -> tuple[Atoms, Atoms]:
+    """The band's two end points as ASE atoms (ion first), without host copies of the ion on either site.
+
+    Some literature bands list the final site in the host as well; left in, the final end point
+    would hold two atoms on one site. Such copies are removed from both end points alike.
+    """
+    s = band.structure
+    n = band.n_images
+    ion = s[0].species_string
+    drop = set()
+    for k in (0, n - 1):
+        for i in range(n, len(s)):
+            if s[i].species_string == ion and s.get_distance(k, i) < DUPLICATE_TOL_A:
+                drop.add(i)
+    ends = []
+    for k in (0, n - 1):
+        from pymatgen.core import Structure
+
+        ends.append(structure_to_atoms(Structure.from_sites([s[k]] + [s[i] for i in range(n, len(s)) if i not in drop])))
+    return ends[0], ends[1]
+
+
 def refine_band(band: Band, settings: RefineSettings | None = None,
                 on_step: StepCallback | None = None, evaluator: ImageEvaluator | None = None) -> NebResult:
-    """:func:`neb_refine` between a band's end points (:meth:`Band.endpoint` 0 and -1)."""
-    return neb_refine(structure_to_atoms(band.endpoint(0)), structure_to_atoms(band.endpoint(-1)), settings,
-                      on_step, evaluator)
+    """:func:`neb_refine` between a band's end points (:func:`band_endpoints`)."""
+    initial, final = band_endpoints(band)
+    return neb_refine(initial, final, settings, on_step, evaluator)
 
 
 def settings_dict(settings: RefineSettings) -> dict[str, Any]:

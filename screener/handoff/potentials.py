@@ -127,12 +127,12 @@ def load_potential(name: str, device: str = "cpu") -> ImageEvaluator:
         except (PotentialNotInstalledError, PotentialWeightsError):
             raise
         except Exception as exc:  # noqa: BLE001 - each package fails its own way without weights
-            where = "its weights ship with the package" if spec.offline else "it downloads its weights on first use"
-            raise PotentialWeightsError(
-                f"the {spec.name} potential ({spec.module}, model {spec.model}) could not be loaded: "
-                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''} "
-                f"({where}; on a machine without network, use chgnet or a shipped SevenNet model: "
-                f"7net-0, 7net-l3i5, 7net-mf-0)") from exc
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            hint = ("its weights ship with the package: reinstall it" if spec.offline else
+                    "it downloads its weights on first use; without network use one whose weights ship "
+                    "with its package: " + ", ".join(n for n, s in SPECS.items() if s.offline))
+            raise PotentialWeightsError(f"the {spec.name} potential ({spec.module}, model {spec.model}) could not "
+                                        f"be loaded: {type(exc).__name__}: {first} ({hint})") from exc
     return _LOADED[key]
 
 

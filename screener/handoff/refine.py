@@ -182,8 +182,8 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
 
     st = settings or RefineSettings()
     check_potential(st.potential)
-    load_potential(st.potential, st.device)  # weights that cannot be had stop the run before any work
     run = load_run(run_dir)
+    load_potential(st.potential, st.device)  # weights that cannot be had stop the run before any work
     selected = select_hops(run, top)
     if hop_ids:
         missing = set(hop_ids) - set(selected["hop_id"])

@@ -3,8 +3,10 @@
 :func:`neb_records` refines every band it is given (:func:`~screener.handoff.neb.refine_band`) and
 keeps one small JSON record per band in a cache folder, named by a hash of the band, the settings
 that change the result and the potential's version: a rerun (or a run resumed after an
-interruption) reads the records it has and computes only the rest. A band whose NEB fails gets a
-record with the error, so it is not retried with the same settings.
+interruption) reads the records it has and computes only the rest. A band whose NEB fails for a
+reason of its own (a :class:`ScreenerError` or ``ValueError``) gets a record with the error, so
+it is not retried with the same settings; other failures (out of memory, a device error) are
+retried by the next run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from screener.core.errors import ScreenerError
 from screener.core.files import write_json_atomic
 from screener.core.hashing import content_hash, input_fingerprint
 from screener.handoff.neb import NebResult, RefineSettings, refine_band, settings_dict
@@ -92,14 +95,19 @@ def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str 
             except (OSError, json.JSONDecodeError):
                 rec = None
         if rec is None and (budget_s is None or time.perf_counter() - t0 < budget_s):
+            keep = True
             try:
                 rec = summarise(refine_band(band, settings))
             except Exception as exc:  # noqa: BLE001 - one band's failure is its record
                 rec = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}",
                        "em_eV": math.nan}
+                # The band's own failures (bad geometry, a potential that cannot treat it) are
+                # kept; the machine's (out of memory, CUDA) are retried by the next run.
+                keep = isinstance(exc, (ScreenerError, ValueError, FloatingPointError))
                 log.warning("band %d: NEB failed: %s", i, rec["error"])
             rec.update(potential=settings.potential, potential_version=potential_version(settings.potential))
-            write_json_atomic(rec, path)
+            if keep:
+                write_json_atomic(rec, path)
         out.append(rec)
         if rec is not None and on_done is not None:
             on_done(i, rec)

@@ -54,13 +54,13 @@ class LearnResult:
     cv_new: dict[str, float]
 
 
-def _cv(ts: TrainingSet, settings: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
-    """Trees-only out-of-fold metrics of a training set (its own folds)."""
+def _cv(ts: TrainingSet, settings: list[dict[str, Any]]) -> tuple[dict[str, float], np.ndarray]:
+    """Trees-only out-of-fold metrics of a training set (its own folds; ``settings`` per fold)."""
     pred = np.full(len(ts), np.nan)
     for k in range(ts.n_folds):
         test = ts.fold == k
         if test.any():
-            pred[test] = ForestModel(**settings).fit(ts.X[~test], ts.y[~test]).predict(ts.X[test])
+            pred[test] = ForestModel(**settings[k % len(settings)]).fit(ts.X[~test], ts.y[~test]).predict(ts.X[test])
     return regression_metrics(ts.y, pred), pred
 
 
@@ -101,15 +101,16 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
     enlarged = ts.extended(X_new, y_new, [r.folder for r in accepted], [b.ion for b in bands])
     settings = dict((base_meta.get("train_config") or {}).get("forest") or {})  # as the base was fit
+    per_member = [dict(p) for p in base_meta.get("tree_params") or []] or [settings]  # per fold, when recorded
     log.info("refitting %d tree members on %d + %d rows", len(predictor.tree_models), len(ts), len(y_new))
     members = []
     for k in range(len(predictor.tree_models)):
         rows = (ts.fold != k)
         X = np.vstack([ts.X[rows], X_new])
         y = np.concatenate([ts.y[rows], y_new])
-        members.append(ForestModel(**settings).fit(X, y))
-    cv_base, _ = _cv(ts, settings)
-    cv_new, oof = _cv(enlarged, settings)
+        members.append(ForestModel(**per_member[k % len(per_member)]).fit(X, y))
+    cv_base, _ = _cv(ts, per_member)
+    cv_new, oof = _cv(enlarged, per_member)
     learned_oof = oof[len(ts):]
     learned = [{"folder": r.folder, "date": date, "em_eV": r.em_eV, "em_reverse_eV": r.em_reverse_eV,
                 "working_ion": b.ion, "hop_length_A": round(float(b.hop_length), 4),

@@ -4,8 +4,8 @@ The literature bands are straight lines between two sites, and so are the screen
 path bends around the anions it passes. :func:`path_profile` follows the straight segment in
 :data:`N_SLICES` slices and, in each slice, looks over a disk perpendicular to it (radius up to
 :data:`DISK_RADII`\\[-1] Å, shrinking to the site at either end) for the point where the ion is
-best placed: the bond-valence sum closest to the ion's valence, without passing closer to a
-cation than at the end points, without overlapping the host. Along that bent path and along the
+best placed: the lowest cost = bond-valence mismatch + a tenth of the rise of the cation
+repulsion above its end-point value (eV) + twice any overlap with a host atom (Å). Along that bent path and along the
 straight one it reports:
 
 * the bond-valence mismatch ``|BVS / V - 1|`` (Brown's bond-valence sum with the

@@ -59,5 +59,12 @@ def test_shipped_combination_is_fitted_and_cross_validated():
     c, rec = load_combination("mace-mp-0")
     assert c.name == "mace-mp-0" and rec["n"] > 500
     assert rec["cv"]["mae"] < rec["fast_cv"]["mae"] and rec["cv"]["mae"] < rec["neb"]["mae"]
-    generic, grec = load_combination("no-such-potential")
+    assert load_combination("mace")[0] == c  # an alias finds its potential's fit
+    generic, grec = load_combination("orb-v3")  # no validation of its own: the pooled fit
     assert generic.name == "generic" and grec["n"] >= rec["n"]
+
+
+def test_an_unknown_fast_uncertainty_lets_the_neb_decide():
+    c = Combination(a=1.0, sigma_neb=0.15, eps=0.1)
+    refined, sigma, w = c.combine([0.5], [np.nan], [1.0])
+    assert refined[0] > 0.9 and w[0] > 0.9 and sigma[0] < 0.3
