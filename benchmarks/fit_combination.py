@@ -69,7 +69,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "data" / "models" / "em-band-v3"))
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--min-entries", type=int, default=20, help="fit a potential only with this many entries")
+    ap.add_argument("--min-entries", type=int, default=20,
+                    help="fit a potential of its own only with this many entries (fewer: scored, and the pooled "
+                         "generic fit is used)")
     args = ap.parse_args()
     entries = [e for e in read_entries(Path(args.data) / "train_bands.json") if e.band is not None and e.target is not None]
     y, fast, sigma = out_of_fold(Path(args.model))
@@ -90,8 +92,8 @@ def main() -> None:
     table, fits, pooled = [], {}, []
     for name, series in neb.items():
         f = frame.assign(neb=frame["jid"].map(series)).dropna(subset=["neb"])
-        if len(f) < args.min_entries:
-            print(f"{name}: {len(f)} entries, fewer than {args.min_entries}: not fitted")
+        if len(f) < 5:
+            print(f"{name}: {len(f)} entries: too few to score")
             continue
         combined = crossvalidate(f["dft"], f["fast"], f["sigma"], f["neb"])
         rows = {"fast model (out of fold)": scores(f["dft"].to_numpy(), f["fast"].to_numpy()),
@@ -99,10 +101,13 @@ def main() -> None:
                 "combined (out of fold)": scores(f["dft"].to_numpy(), combined)}
         for label, s in rows.items():
             table.append({"potential": name, "estimate": label, **s})
+        pooled.append(f)
+        if len(f) < args.min_entries:
+            print(f"{name}: {len(f)} entries, fewer than {args.min_entries}: scored, not fitted (uses generic)")
+            continue
         c = Combination.fit(f["dft"], f["fast"], f["sigma"], f["neb"], name=name)
         fits[name] = {"params": c.to_dict(), "n": len(f), "neb_source": sources[name], "cv": rows["combined (out of fold)"],
                       "fast_cv": rows["fast model (out of fold)"], "neb": rows[f"{name} NEB"]}
-        pooled.append(f)
     allf = pd.concat(pooled) if pooled else frame.iloc[:0]
     generic = Combination.fit(allf["dft"], allf["fast"], allf["sigma"], allf["neb"]) if len(allf) else Combination()
     meta = json.loads((Path(args.model) / "model.json").read_text())
