@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from screener.core.band import Band
@@ -103,7 +104,8 @@ class BandPredictor:
 
     # ------------------------------------------------------------------ prediction
     def predict(
-        self, bands: list[Band], batch_size: int = 32, cache: GraphCache | None = None
+        self, bands: list[Band], batch_size: int = 32, cache: GraphCache | None = None,
+        features: pd.DataFrame | None = None,
     ) -> Prediction:
         """Predict the barriers of ``bands`` in batches.
 
@@ -111,6 +113,8 @@ class BandPredictor:
             bands: migration bands.
             batch_size: bands per forward pass.
             cache: graph cache to reuse (a fresh in-memory one when None).
+            features: the bands' descriptors (:func:`feature_matrix` rows in ``bands`` order), when
+                already computed.
         """
         n = len(bands)
         if n == 0:
@@ -125,7 +129,7 @@ class BandPredictor:
             g_all = np.zeros((1, n))
         if self.tree_models:
 
-            X = feature_matrix(bands)
+            X = feature_matrix(bands) if features is None else features
             both = [predict_with_spread(b, X) for b in self.tree_models]
             t_all = np.stack([p for p, _ in both])
             t_within = np.mean([sd**2 for _, sd in both], axis=0)

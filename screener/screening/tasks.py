@@ -13,10 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from screener.core.band import Band
 from screener.core.errors import BandTooLargeError, ScreenerError
 from screener.core.hashing import structure_hash
 from screener.core.memory import peak_rss_mib, tune_malloc
+from screener.model.descriptors import FEATURE_NAMES, band_features
 from screener.model.graphs import GraphCache
 from screener.model.predictor import load_predictor
 from screener.pathways.bands import build_band
@@ -205,23 +208,31 @@ def predict_batch(keys: list[tuple[str, str, str]], bands: list, model_dir: str 
         except Exception as exc:  # noqa: BLE001 - one bad band must not sink the batch
             failed[i] = ("band", exc)
     t2 = time.perf_counter()
-    cache = GraphCache(predictor.graph_config)
+    # The model's inputs, band by band (one bad band fails alone): graphs for graph members (none
+    # in a descriptor-tree model: they are not built), descriptors for tree members.
+    cache = GraphCache(predictor.graph_config) if predictor.members else None
+    descriptors: dict[int, dict[str, float]] = {}
     for i, b in enumerate(built):
         if b is None:
             continue
         try:
-            cache.get(b)
+            if cache is not None:
+                cache.get(b)
+            if predictor.tree_models:
+                descriptors[i] = band_features(b)
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001
-            failed[i] = ("graph", exc)
+            failed[i] = ("graph" if cache is not None else "descriptors", exc)
     t3 = time.perf_counter()
     good = [i for i in range(len(keys)) if i not in failed]
     em: dict[int, tuple[float, float]] = {}
     if good:
         good_bands = [built[i] for i in good]
+        X = (pd.DataFrame([descriptors[i] for i in good], columns=list(FEATURE_NAMES), dtype=float)
+             if predictor.tree_models else None)
         pred = predictor.predict(good_bands, batch_size=forward_batch_size(good_bands, batch_size, device),
-                                 cache=cache)
+                                 cache=cache, features=X)
         em = {i: (float(pred.em[j]), float(pred.uncertainty[j])) for j, i in enumerate(good)}
     t4 = time.perf_counter()
     rows = []
