@@ -286,12 +286,11 @@ def band_endpoints(band: Band) -> tuple[Atoms, Atoms]:
         for i in range(n, len(s)):
             if s[i].species_string == ion and s.get_distance(k, i) < DUPLICATE_TOL_A:
                 drop.add(i)
-    ends = []
-    for k in (0, n - 1):
-        from pymatgen.core import Structure
+    from pymatgen.core import Structure
 
-        ends.append(structure_to_atoms(Structure.from_sites([s[k]] + [s[i] for i in range(n, len(s)) if i not in drop])))
-    return ends[0], ends[1]
+    host = [s[i] for i in range(n, len(s)) if i not in drop]
+    initial, final = (structure_to_atoms(Structure.from_sites([s[k], *host])) for k in (0, n - 1))
+    return initial, final
 
 
 def refine_band(band: Band, settings: RefineSettings | None = None,
