@@ -122,20 +122,26 @@ N_SAMPLES = 400
 
 
 def percolation_probabilities(
-    edges: Iterable[Sequence], barrier_by_label: Mapping[int, float],
-    sigma_by_label: Mapping[int, float], threshold: float, n_samples: int = N_SAMPLES, seed: int = 0,
+    edges: Iterable[Sequence], barrier_by_label: Mapping[int, float | Sequence[float]],
+    sigma_by_label: Mapping[int, float | Sequence[float]], threshold: float, n_samples: int = N_SAMPLES,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Probability that the hops open at ``threshold`` percolate in at least 1, 2 and 3 dimensions.
+    """Probability that the hops open below ``threshold`` percolate in at least 1, 2 and 3 dimensions.
 
     Each distinct hop's barrier is drawn from a normal distribution with its predicted barrier
-    and uncertainty (independently per hop label); a draw opens the hops at or below
-    ``threshold``. A hop priced 0.9 ± 1.1 eV is open in ~40 % of the draws at 0.65 eV: it no
-    longer makes a crystal 2D on its own the way its point estimate would.
+    and uncertainty (independently per hop label); a draw opens the hops below ``threshold``,
+    as ``passes`` does for the point estimates. A hop priced 0.9 ± 1.1 eV is open in ~40 % of
+    the draws at 0.65 eV: it no longer makes a crystal 2D on its own the way its point estimate
+    would. A hop with a barrier per limit (charged and discharged) is open only where it is open
+    in every limit; its limits share one standardised error per draw (one model prices both, so
+    their errors go together), which at zero error gives the dearer limit, as
+    :func:`percolation_barriers` on the conservative barriers does.
 
     Args:
         edges: the periodic graph of all equivalent hops, ``(u, v, to_jimage, hop_label)``.
-        barrier_by_label: predicted barrier (eV) of each hop label (NaN: never open).
-        sigma_by_label: its uncertainty (eV; NaN or missing counts as 0).
+        barrier_by_label: predicted barrier (eV) of each hop label, or one per limit (a NaN in
+            any limit: never open).
+        sigma_by_label: its uncertainty (eV), of the same shape (NaN or missing counts as 0).
         threshold: the barrier (eV) below which a hop is open.
         n_samples: draws.
         seed: seeds the draws (the result is reproducible).
@@ -144,15 +150,21 @@ def percolation_probabilities(
         ``{"1D": p1, "2D": p2, "3D": p3}`` with p1 >= p2 >= p3.
     """
     all_edges = _as_edges(edges)
-    labels = sorted({e[3] for e in all_edges if e[3] in barrier_by_label
-                     and not math.isnan(float(barrier_by_label[e[3]]))}, key=str)
+    mus: dict = {}
+    sds: dict = {}
+    for lab in {e[3] for e in all_edges if e[3] in barrier_by_label}:
+        mu = np.atleast_1d(np.asarray(barrier_by_label[lab], dtype=float))
+        if mu.size == 0 or np.isnan(mu).any():
+            continue
+        sd = np.atleast_1d(np.asarray(sigma_by_label.get(lab, 0.0), dtype=float))
+        mus[lab], sds[lab] = mu, np.broadcast_to(np.where(np.isfinite(sd), sd, 0.0), mu.shape)
+    labels = sorted(mus, key=str)
     counts = np.zeros(4)
     if not labels:
         return dict.fromkeys(DIMENSION_KEYS, 0.0)
-    mu = np.array([float(barrier_by_label[lab]) for lab in labels])
-    sd = np.array([float(sigma_by_label.get(lab, 0.0)) for lab in labels])
-    sd = np.where(np.isfinite(sd), sd, 0.0)
-    draws = np.random.default_rng(seed).normal(mu, sd, size=(n_samples, len(labels))) <= threshold
+    z = np.random.default_rng(seed).standard_normal((n_samples, len(labels)))
+    draws = np.column_stack([(mus[lab][None, :] + z[:, j, None] * sds[lab][None, :] < threshold).all(axis=1)
+                             for j, lab in enumerate(labels)])
     memo: dict[bytes, int] = {}
     for row in draws:
         key = row.tobytes()

@@ -79,8 +79,7 @@ def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model
     hop_rows, struct_rows, fail_rows = [], [], []
     for res in host_results:
         fail_rows.extend(res["failures"])
-        for f in res.get("extra_failures", []):
-            fail_rows.append(f)
+        fail_rows.extend(res.get("extra_failures", []))
         if res["structure"] is None:
             continue
         ion = res["ion"]
@@ -91,22 +90,20 @@ def assemble_tables(host_results: list[dict[str, Any]], predictions: dict, model
                              "model_version": model_version})
             em_by_id[rec["hop_id"]], unc_by_id[rec["hop_id"]] = em, unc
         perc: dict[str, dict[str, float]] = {}
-        conservative: dict[int, float] = {}
-        sigma: dict[int, float] = {}
+        em_by_limit: dict[int, list[float]] = {}
+        sd_by_limit: dict[int, list[float]] = {}
         for limit in dict.fromkeys(r["limit"] for r in res["hops"]):
             by_label = {r["hop_label"]: em_by_id[r["hop_id"]] for r in res["hops"] if r["limit"] == limit}
-            sd_by_label = {r["hop_label"]: unc_by_id[r["hop_id"]] for r in res["hops"] if r["limit"] == limit}
             perc[limit] = percolation_barriers(res["edges"], by_label)
-            for lab, em in by_label.items():
-                # A hop is open only when it is open in every limit (charged and discharged);
-                # its uncertainty is that of the limit that decides.
-                prev = conservative.get(lab, -math.inf)
-                if math.isnan(em):
-                    conservative[lab] = math.nan
-                elif not math.isnan(prev) and em >= prev:
-                    conservative[lab], sigma[lab] = em, sd_by_label[lab]
+            for r in res["hops"]:
+                if r["limit"] == limit:
+                    em_by_limit.setdefault(r["hop_label"], []).append(em_by_id[r["hop_id"]])
+                    sd_by_limit.setdefault(r["hop_label"], []).append(unc_by_id[r["hop_id"]])
+        # A hop is open only when it is open in every limit (charged and discharged).
+        conservative = {lab: (math.nan if any(math.isnan(e) for e in ems) else max(ems))
+                        for lab, ems in em_by_limit.items()}
         p = percolation_barriers(res["edges"], conservative)
-        prob = percolation_probabilities(res["edges"], conservative, sigma, threshold)
+        prob = percolation_probabilities(res["edges"], em_by_limit, sd_by_limit, threshold)
         ems = [e for e in em_by_id.values() if not math.isnan(e)]
         struct_rows.append({
             **res["structure"],

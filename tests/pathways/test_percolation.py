@@ -178,3 +178,22 @@ def test_probabilities_are_reproducible_and_ordered():
     a, b = percolation_probabilities(edges, *args), percolation_probabilities(edges, *args)
     assert a == b and a["1D"] >= a["2D"] >= a["3D"] > 0
     assert percolation_probabilities(edges, {0: math.nan}, {}, 0.65) == {"1D": 0.0, "2D": 0.0, "3D": 0.0}
+
+
+def test_a_hop_is_open_only_where_every_limit_is_open():
+    edges = [(0, 0, X, 0), (0, 0, Y, 1)]
+    # hop 1 is cheap when charged and dear when discharged: the dearer limit closes it
+    p = percolation_probabilities(edges, {0: [0.3], 1: [0.2, 0.9]}, {0: [0.0], 1: [0.0, 0.0]}, threshold=0.65)
+    assert p == {"1D": 1.0, "2D": 0.0, "3D": 0.0}
+    # one error per hop shared by its limits: P(open) = P(0.9 + 1.1 z < 0.65) ~ Phi(-0.227)
+    p = percolation_probabilities(edges, {0: [0.3], 1: [0.2, 0.9]}, {0: [0.05], 1: [0.05, 1.1]},
+                                  threshold=0.65, n_samples=4000)
+    assert p["2D"] == pytest.approx(0.41, abs=0.03)
+    # a barrier that is NaN in one limit never opens
+    assert percolation_probabilities(edges, {0: [0.3], 1: [0.2, math.nan]}, {}, 0.65)["2D"] == 0.0
+
+
+def test_a_barrier_at_the_threshold_is_closed_as_passes_says():
+    edges = [(0, 0, X, 0)]
+    assert percolation_probabilities(edges, {0: 0.65}, {}, 0.65)["1D"] == 0.0
+    assert percolation_probabilities(edges, {0: 0.6499}, {}, 0.65)["1D"] == 1.0
