@@ -181,3 +181,25 @@ def test_every_optimiser_step_is_reported():
     assert res.steps > 2 and len(seen) >= res.steps
     assert {p for p, _, _ in seen} == {"relax initial"} and {m for _, _, m in seen} == {50}
     assert [s for _, s, _ in seen] == sorted(s for _, s, _ in seen)
+
+
+def test_band_endpoints_drop_host_copies_of_the_ion_on_an_end_site() -> None:
+    """Some literature bands list the final site in the host too: neither end point holds two atoms there."""
+    from pymatgen.core import Lattice, Structure
+
+    from screener.core.band import Band
+    from screener.handoff.neb import band_endpoints
+
+    host = Structure(Lattice.cubic(6.0), ["O", "O", "Li"], [[0.5, 0.5, 0.5], [0.0, 0.5, 0.5], [0.8, 0.3, 0.3]])
+    clean = Band.from_host(host, "Li", np.array([0.3, 0.3, 0.3]), np.array([0.6, 0.3, 0.3]))
+    s = clean.structure.copy()
+    s.append("Li", s.frac_coords[clean.n_images - 1] + 1e-3)  # the final site again, in the host
+    for band in (clean, Band(s)):
+        initial, final = band_endpoints(band)
+        assert len(initial) == len(final) == 1 + len(host)  # the ion + the host, no copy
+        assert initial.get_chemical_symbols().count("Li") == final.get_chemical_symbols().count("Li") == 2
+        for atoms in (initial, final):
+            d = atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)]
+            assert d.min() > 0.5
+        assert np.allclose(initial.get_scaled_positions()[0], [0.3, 0.3, 0.3])
+        assert np.allclose(final.get_scaled_positions()[0], [0.6, 0.3, 0.3])
