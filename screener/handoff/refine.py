@@ -60,8 +60,8 @@ REFINED_COLUMNS = [
     "uncertainty_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight",
     "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
-    "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged", "neb_max_force_eV_A",
-    "neb_steps", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
+    "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
+    "neb_max_force_eV_A", "neb_steps", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
     "error", "finished_at",
 ]
 
@@ -110,7 +110,7 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
     if res is None:
         row.update({c: math.nan for c in REFINED_COLUMNS if c not in row})
         row.update(disagreement=False, converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
-                   initial_steps=0, final_steps=0, neb_steps=0)
+                   initial_steps=0, final_steps=0, final_from_symmetry=False, neb_steps=0)
         return row
     delta = res.em_eV - pred
     row.update(
@@ -119,6 +119,7 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
         e_initial_eV=res.energies_eV[0], e_final_eV=res.energies_eV[-1], e_saddle_eV=max(res.energies_eV),
         initial_max_force_eV_A=res.initial.max_force_eV_A, final_max_force_eV_A=res.final.max_force_eV_A,
         initial_steps=res.initial.steps, final_steps=res.final.steps,
+        final_from_symmetry=bool(res.final.from_symmetry),
         initial_ion_shift_A=res.ion_shift_A[0], final_ion_shift_A=res.ion_shift_A[1],
         endpoints_converged=bool(res.initial.converged and res.final.converged),
         neb_max_force_eV_A=res.max_force_eV_A, neb_steps=res.steps, converged=res.converged,

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Settings that do not change a NEB's result (left out of the cache key).
-_NOT_IN_KEY = ("device", "threads", "batched")
+#: Settings that do not change a NEB's result, to its force tolerance (left out of the cache key).
+_NOT_IN_KEY = ("device", "threads", "batched", "symmetry")
 
 
 def record_key(band: Band, settings: RefineSettings) -> str:
@@ -60,6 +60,7 @@ def summarise(res: NebResult) -> dict[str, Any]:
         "neb_max_force_eV_A": float(res.max_force_eV_A),
         "neb_steps": int(res.steps),
         "relax_steps": int(res.initial.steps + res.final.steps),
+        "final_from_symmetry": bool(res.final.from_symmetry),
         "converged": bool(res.converged),
         "n_atoms": len(res.images[0]),
         "seconds": float(res.seconds),

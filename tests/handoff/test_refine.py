@@ -124,7 +124,7 @@ def test_defaults_are_the_published_protocol():
     st, old = RefineSettings(), RefineSettings.legacy()
     assert (st.fmax, st.spring, st.climb, st.method, st.neb_optimizer, st.relax_optimizer) == (
         0.05, 5.0, False, "eb", "bfgs", "bfgs-linesearch")
-    assert st.relax_steps == st.neb_steps == 1000 and st.batched
+    assert st.relax_steps == st.neb_steps == 1000 and st.batched is None and st.symmetry
     assert (old.fmax, old.climb, old.neb_optimizer, old.n_intermediate) == (0.1, True, "fire", 5)
 
 
