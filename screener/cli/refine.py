@@ -23,9 +23,11 @@ A second opinion on the best candidates: for every hop of the 1D path of the top
 materials (the hops `screener export` writes), run the published MLIP-NEB protocol with a
 universal ML potential (Bheemaguli, Xiao & Sai Gautam, Digital Discovery 2026): end points
 relaxed at fixed cell (BFGS line search, 0.05 eV/Å), IDPP images, a NEB (method "eb", spring
-5 eV/Å², no climbing image) relaxed with BFGS to 0.05 eV/Å, all images evaluated in one batched
-call where the potential allows; one Dask task per hop. --protocol legacy gives screener 0.3's
-settings (FIRE, climbing image, 0.1 eV/Å, 5 images).
+5 eV/Å², no climbing image) relaxed with BFGS to 0.05 eV/Å (on a GPU all images of a step in one
+batched call where the potential allows); one Dask task per hop. Where a symmetry of the crystal
+swaps the hop's two sites, the final end point is the image of the relaxed initial one and half
+the NEB images take their partners' energies and forces (--no-symmetry: evaluate everything).
+--protocol legacy gives screener 0.3's settings (FIRE, climbing image, 0.1 eV/Å, 5 images).
 
 The NEB barrier is combined with the fast prediction (refined_em_eV, refined_uncertainty_eV: a
 robust inverse-variance posterior fitted on DFT validation entries, data/refine/combination.json);
@@ -84,7 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"most optimiser steps per end-point relaxation (default: {d.relax_steps})")
     p.add_argument("--neb-steps", type=int, default=None, metavar="N",
                    help=f"most optimiser steps of the NEB (default: {d.neb_steps})")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the potential runs (default: cpu)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the potential runs (default: cpu); on cuda the images of a NEB step are batched")
+    p.add_argument("--no-symmetry", dest="symmetry", action="store_false",
+                   help="relax both end points and evaluate every image even where a symmetry of the crystal "
+                        "swaps the hop's sites (default: the final end point and half the images are mapped)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads per hop task (default: 1 per Dask worker, torch's default with --sync)")
     p.add_argument("--workers", type=int, default=None,
@@ -126,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
                                     ("relax_steps", args.relax_steps), ("neb_steps", args.neb_steps))
                   if v is not None}
         common = dict(potential=args.potential, device=args.device, threads=threads, **chosen)
+        if not args.symmetry:
+            common["symmetry"] = False
         st = RefineSettings.legacy(**common) if args.protocol == "legacy" else RefineSettings(**common)
     except (ValueError, ScreenerError) as exc:
         log.error("%s", exc)

@@ -1,4 +1,4 @@
-"""NEB of one hop with a universal potential: fixed-cell end-point relaxation, IDPP images, batched NEB."""
+"""NEB of one hop with a universal potential: fixed-cell end-point relaxation, IDPP images, NEB."""
 
 from __future__ import annotations
 

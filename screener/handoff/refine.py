@@ -7,8 +7,9 @@ published MLIP-NEB protocol (:class:`~screener.handoff.neb.RefineSettings`):
 1. relaxes both end points (host + ion at the hop's first and last site) at fixed cell: a NEB
    between unrelaxed end points measures the relaxation, not the barrier;
 2. interpolates ``n_intermediate`` images between the relaxed end points (linear, then IDPP);
-3. relaxes the band, every image evaluated in one batched call where the potential allows
-   (:mod:`screener.handoff.batching`).
+3. relaxes the band, on a GPU every image of a step in one batched call where the potential
+   allows (:mod:`screener.handoff.batching`); where a symmetry swaps the hop's sites, the final
+   end point and half the images are mapped from the others (:mod:`screener.handoff.symmetry`).
 
 The NEB barrier is ``max(E_image) - E_initial``; ``refined.parquet`` has it beside the model's
 prediction and their combination (:mod:`screener.handoff.combine`: ``refined_em_eV`` and
