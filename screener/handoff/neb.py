@@ -188,6 +188,8 @@ class NebResult:
         converged: NEB and both end points converged.
         ion_shift_A: how far the migrating ion (atom 0) moved while relaxing each end point.
         seconds: wall time.
+        evaluations: structures the potential evaluated (end points and images; the cost of the
+            hop in potential calls, whatever the machine).
     """
 
     images: list[Atoms]
@@ -201,6 +203,7 @@ class NebResult:
     converged: bool
     ion_shift_A: tuple[float, float]
     seconds: float
+    evaluations: int = 0
 
 
 def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None,
@@ -235,7 +238,7 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
         import torch
 
         torch.set_num_threads(int(st.threads))
-    evaluator = evaluator or load_potential(st.potential, st.device)
+    evaluator = _Counting(evaluator or load_potential(st.potential, st.device))
     one = single_calculator(evaluator)
     r0 = relax_fixed_cell(initial, one, st.fmax, st.relax_steps, on_step, "relax initial", st.relax_optimizer)
     swap = swap_mapping(initial, final) if st.symmetry else None
@@ -281,7 +284,21 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
         converged=bool(residual <= st.fmax and r0.converged and r1.converged),
         ion_shift_A=shifts,
         seconds=time.perf_counter() - t0,
+        evaluations=evaluator.images,
     )
+
+
+class _Counting:
+    """An :class:`ImageEvaluator` that counts the structures it evaluates."""
+
+    def __init__(self, evaluator: ImageEvaluator):
+        self.evaluator = evaluator
+        self.batched = evaluator.batched
+        self.images = 0
+
+    def evaluate(self, images: list[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
+        self.images += len(images)
+        return self.evaluator.evaluate(images)
 
 
 def _mic_shift(before: Atoms, after: Atoms, index: int = 0) -> np.ndarray:

@@ -62,7 +62,7 @@ REFINED_COLUMNS = [
     "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
     "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
-    "neb_max_force_eV_A", "neb_steps", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
+    "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
     "error", "finished_at",
 ]
 
@@ -111,7 +111,8 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
     if res is None:
         row.update({c: math.nan for c in REFINED_COLUMNS if c not in row})
         row.update(disagreement=False, converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
-                   initial_steps=0, final_steps=0, final_from_symmetry=False, neb_steps=0)
+                   initial_steps=0, final_steps=0, final_from_symmetry=False, neb_steps=0,
+                   evaluations=0)
         return row
     delta = res.em_eV - pred
     row.update(
@@ -123,7 +124,8 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
         final_from_symmetry=bool(res.final.from_symmetry),
         initial_ion_shift_A=res.ion_shift_A[0], final_ion_shift_A=res.ion_shift_A[1],
         endpoints_converged=bool(res.initial.converged and res.final.converged),
-        neb_max_force_eV_A=res.max_force_eV_A, neb_steps=res.steps, converged=res.converged,
+        neb_max_force_eV_A=res.max_force_eV_A, neb_steps=res.steps, evaluations=res.evaluations,
+        converged=res.converged,
         n_images=len(res.images), n_atoms=len(res.images[0]), seconds=res.seconds,
     )
     return row

@@ -61,6 +61,7 @@ def summarise(res: NebResult) -> dict[str, Any]:
         "neb_steps": int(res.steps),
         "relax_steps": int(res.initial.steps + res.final.steps),
         "final_from_symmetry": bool(res.final.from_symmetry),
+        "evaluations": int(res.evaluations),
         "converged": bool(res.converged),
         "n_atoms": len(res.images[0]),
         "seconds": float(res.seconds),

@@ -51,6 +51,7 @@ def test_neb_with_a_symmetric_final_end_point_saves_its_relaxation():
     assert a.em_eV == pytest.approx(b.em_eV, abs=5e-3)
     assert a.energies_eV[-1] == pytest.approx(a.energies_eV[0], abs=1e-3)  # equivalent end points
     assert len(sym_eval.calls) < len(full_eval.calls)
+    assert a.evaluations == sum(sym_eval.calls) < b.evaluations == sum(full_eval.calls)
 
 
 def test_mirrored_images_get_the_energy_and_forces_of_their_own_evaluation():
