@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/validate_refine.py --potential chgnet [--max-sites 50] [--budget-min 60]
+        [--band-limit-min 10]
 
 Runs ``screener refine``'s NEB (the published MLIP-NEB protocol, :class:`RefineSettings` defaults)
 on every training band with at most ``--max-sites`` sites, smallest first, and keeps one JSON
@@ -42,6 +43,9 @@ def main() -> None:
     p.add_argument("--budget-min", type=float, default=None,
                    help="stop computing after this many minutes (0: only collect the cached records)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--band-limit-min", type=float, default=None,
+                   help="stop one band's NEB after this many minutes (cached as a time-out; a longer limit "
+                        "computes it again)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     entries = [e for e in read_entries(args.data) if e.band is not None and e.target is not None]
@@ -57,7 +61,8 @@ def main() -> None:
                      time.perf_counter() - t0)
 
     budget = args.budget_min * 60 if args.budget_min is not None else None
-    records = neb_records([e.band for e in chosen], settings, cache, done, budget)
+    limit = args.band_limit_min * 60 if args.band_limit_min is not None else None
+    records = neb_records([e.band for e in chosen], settings, cache, done, budget, limit)
     rows = [{"jid": e.jid, "label": e.label, "ion": e.band.ion, "n_sites": e.band.num_sites, "dft_em_eV": e.target,
              **{k: v for k, v in r.items() if k != "energies_eV"}} for e, r in zip(chosen, records) if r is not None]
     out = RESULTS / f"refine_validation_{args.potential}.csv"

@@ -68,9 +68,31 @@ def summarise(res: NebResult) -> dict[str, Any]:
     }
 
 
+class BandTimeLimit(ScreenerError):
+    """A band's NEB ran past the time limit of one band."""
+
+
+def _timed_refine(band: Band, settings: RefineSettings, limit_s: float | None) -> NebResult:
+    """:func:`refine_band`, stopped by :class:`BandTimeLimit` after ``limit_s`` seconds (at an optimiser step)."""
+    if limit_s is None:
+        return refine_band(band, settings)
+    t0 = time.perf_counter()
+
+    def check(phase: str, step: int, steps: int) -> None:
+        if time.perf_counter() - t0 > limit_s:
+            raise BandTimeLimit(f"stopped after {limit_s:.0f} s ({phase}, step {step})")
+
+    return refine_band(band, settings, check)
+
+
+def _stale(rec: dict[str, Any], limit_s: float | None) -> bool:
+    """A cached time-out is computed again when the limit is now longer (or gone)."""
+    return rec.get("status") == "timeout" and (limit_s is None or limit_s > float(rec.get("limit_s", 0.0)))
+
+
 def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str | Path,
                 on_done: Callable[[int, dict[str, Any]], None] | None = None,
-                budget_s: float | None = None) -> list[dict[str, Any] | None]:
+                budget_s: float | None = None, band_limit_s: float | None = None) -> list[dict[str, Any] | None]:
     """NEB records of ``bands`` (cached ones read, the others computed and cached).
 
     Args:
@@ -80,9 +102,12 @@ def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str 
         on_done: called with each band's index and record as it is read or computed.
         budget_s: stop computing new records after this many seconds (cached ones are still
             read); bands left are ``None``.
+        band_limit_s: stop one band's NEB after this many seconds; its record (``status``
+            ``timeout``) is cached and computed again only under a longer limit.
 
     Returns:
-        One record per band (``status`` ``ok`` or ``failed``), or ``None`` where the budget ran out.
+        One record per band (``status`` ``ok``, ``failed`` or ``timeout``), or ``None`` where the
+        budget ran out.
     """
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -96,10 +121,15 @@ def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str 
                 rec = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 rec = None
+            if rec is not None and _stale(rec, band_limit_s):
+                rec = None
         if rec is None and (budget_s is None or time.perf_counter() - t0 < budget_s):
             keep = True
             try:
-                rec = summarise(refine_band(band, settings))
+                rec = summarise(_timed_refine(band, settings, band_limit_s))
+            except BandTimeLimit as exc:
+                rec = {"status": "timeout", "error": str(exc), "em_eV": math.nan, "limit_s": float(band_limit_s)}
+                log.warning("band %d: %s", i, exc)
             except Exception as exc:  # noqa: BLE001 - one band's failure is its record
                 rec = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}",
                        "em_eV": math.nan}

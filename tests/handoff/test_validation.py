@@ -1,0 +1,61 @@
+"""NEB records cached per band: a band that runs past the time limit is cached as a time-out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from screener.handoff import validation
+from screener.handoff.neb import RefineSettings
+
+
+def _band():
+    from pymatgen.core import Lattice, Structure
+
+    from screener.core.band import Band
+
+    host = Structure(Lattice.cubic(6.0), ["O", "O"], [[0.5, 0.5, 0.5], [0.0, 0.5, 0.5]])
+    return Band.from_host(host, "Li", np.array([0.3, 0.3, 0.3]), np.array([0.6, 0.3, 0.3]))
+
+
+def test_a_slow_band_times_out_is_cached_and_is_retried_only_under_a_longer_limit(tmp_path, monkeypatch):
+    calls = []
+
+    def slow_then_bad(band, settings, on_step=None):
+        """Optimiser steps of 20 ms; a band that gets to the end fails for a reason of its own."""
+        calls.append(1)
+        for k in range(25):
+            time.sleep(0.02)
+            if on_step is not None:
+                on_step("NEB", k + 1, 1000)
+        raise ValueError("the band's own failure")
+
+    monkeypatch.setattr(validation, "refine_band", slow_then_bad)
+    st, band = RefineSettings(), _band()
+    (rec,) = validation.neb_records([band], st, tmp_path, band_limit_s=0.1)
+    assert rec["status"] == "timeout" and rec["limit_s"] == 0.1 and np.isnan(rec["em_eV"])
+    assert "stopped after" in rec["error"] and len(calls) == 1
+    # the same limit reads the cached time-out; a shorter one too
+    validation.neb_records([band], st, tmp_path, band_limit_s=0.1)
+    validation.neb_records([band], st, tmp_path, band_limit_s=0.05)
+    assert len(calls) == 1
+    # a longer limit (or none) computes it again, and its record replaces the time-out
+    (rec,) = validation.neb_records([band], st, tmp_path, band_limit_s=None)
+    assert len(calls) == 2 and rec["status"] == "failed" and "own failure" in rec["error"]
+    (rec,) = validation.neb_records([band], st, tmp_path, band_limit_s=None)
+    assert len(calls) == 2 and rec["status"] == "failed"
+
+
+def test_the_time_limit_leaves_a_quick_band_alone(monkeypatch, tmp_path):
+    def quick(band, settings, on_step=None):
+        if on_step is not None:
+            on_step("relax initial", 1, 1000)
+        raise ValueError("done")
+
+    monkeypatch.setattr(validation, "refine_band", quick)
+    (rec,) = validation.neb_records([_band()], RefineSettings(), tmp_path, band_limit_s=60)
+    assert rec["status"] == "failed"
+    with pytest.raises(ValueError):
+        validation._timed_refine(_band(), RefineSettings(), None)
