@@ -25,8 +25,9 @@ universal ML potential (Bheemaguli, Xiao & Sai Gautam, Digital Discovery 2026): 
 relaxed at fixed cell (BFGS line search, 0.05 eV/Å), IDPP images, a NEB (method "eb", spring
 5 eV/Å², no climbing image) relaxed with BFGS to 0.05 eV/Å (on a GPU all images of a step in one
 batched call where the potential allows); one Dask task per hop. Where a symmetry of the crystal
-swaps the hop's two sites, the final end point is the image of the relaxed initial one and half
-the NEB images take their partners' energies and forces (--no-symmetry: evaluate everything).
+swaps the hop's two sites, the final end point starts from the image of the relaxed initial one
+and the second half of the NEB images takes its partners' energies and forces (--no-symmetry:
+evaluate everything).
 --protocol legacy gives screener 0.3's settings (FIRE, climbing image, 0.1 eV/Å, 5 images).
 
 The NEB barrier is combined with the fast prediction (refined_em_eV, refined_uncertainty_eV: a
@@ -89,8 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where the potential runs (default: cpu); on cuda the images of a NEB step are batched")
     p.add_argument("--no-symmetry", dest="symmetry", action="store_false",
-                   help="relax both end points and evaluate every image even where a symmetry of the crystal "
-                        "swaps the hop's sites (default: the final end point and half the images are mapped)")
+                   help="relax both end points from their own start and evaluate every image even where a "
+                        "symmetry of the crystal swaps the hop's sites (default with the protocol: the final end "
+                        "point starts from the image of the initial one and the second half of the images takes "
+                        "its partners' results; --protocol legacy never uses symmetry)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads per hop task (default: 1 per Dask worker, torch's default with --sync)")
     p.add_argument("--workers", type=int, default=None,

@@ -13,7 +13,7 @@ import numpy as np
 from screener.handoff.batching import batched_calculators, single_calculator
 from screener.handoff.neb_io import idpp_refine, linear_images, structure_to_atoms
 from screener.handoff.potentials import load_potential, resolve
-from screener.handoff.symmetry import MirroredImages, carry, swap_mapping, symmetrize_band
+from screener.handoff.symmetry import MirroredImages, carry, same_under_swap, swap_mapping, symmetrize_band
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -56,10 +56,12 @@ class RefineSettings:
         batched: evaluate all moving images in one call where the potential allows; ``None``
             (default): on a GPU only (on a CPU one call of 3 images of 111 atoms took 1.27x as long
             as 3 calls of one, CHGNet, one thread).
-        symmetry: where a symmetry of the crystal swaps the hop's two sites, take the relaxed
-            final end point as the image of the relaxed initial one (checked by a relaxation that
-            converges at its first evaluation) and map the energies and forces of the second half
-            of the NEB images from their partners in the first (see :mod:`screener.handoff.symmetry`).
+        symmetry: where a symmetry of the crystal swaps the hop's two sites, start the final
+            end point's relaxation from the image of the relaxed initial one (it then converges
+            at its first evaluation) and, where its energy and forces are the initial one's
+            carried by the operation, map the energies and forces of the second half of the NEB
+            images from their partners in the first (1 of 3 images with the defaults; see
+            :mod:`screener.handoff.symmetry`). Off for ``relax_steps=0``.
         device: ``cpu`` or ``cuda``.
         threads: torch threads per task (None: torch's default).
     """
@@ -190,6 +192,7 @@ class NebResult:
         seconds: wall time.
         evaluations: structures the potential evaluated (end points and images; the cost of the
             hop in potential calls, whatever the machine).
+        mirrored: image results taken from a partner image by symmetry instead.
     """
 
     images: list[Atoms]
@@ -204,6 +207,7 @@ class NebResult:
     ion_shift_A: tuple[float, float]
     seconds: float
     evaluations: int = 0
+    mirrored: int = 0
 
 
 def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None,
@@ -241,7 +245,7 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
     evaluator = _Counting(evaluator or load_potential(st.potential, st.device))
     one = single_calculator(evaluator)
     r0 = relax_fixed_cell(initial, one, st.fmax, st.relax_steps, on_step, "relax initial", st.relax_optimizer)
-    swap = swap_mapping(initial, final) if st.symmetry else None
+    swap = swap_mapping(initial, final) if st.symmetry and st.relax_steps > 0 else None
     if swap is None:
         r1 = relax_fixed_cell(final, one, st.fmax, st.relax_steps, on_step, "relax final", st.relax_optimizer)
     else:
@@ -254,13 +258,16 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
               float(np.linalg.norm(_mic_shift(final, r1.atoms))))
     images = idpp_refine(linear_images(r0.atoms, r1.atoms, st.n_intermediate))
     images[0], images[-1] = r0.atoms, r1.atoms  # fixed end points: their energies are known
-    symmetric = swap is not None and r1.steps == 0
+    # The band is symmetric when the carried end point needed no step and the potential agrees
+    # (same energy, forces carried by the operation); else every image is evaluated.
+    symmetric = swap is not None and r1.steps == 0 and same_under_swap(swap, r0.atoms, r1.atoms)
     if symmetric:
         symmetrize_band(swap, images)
     moving = images[1:-1]
     batch = evaluator.batched and (st.batched if st.batched is not None else st.device != "cpu")
-    if symmetric:  # half the images are mapped from their partners
-        calcs = batched_calculators(MirroredImages(evaluator, swap, moving, batch), moving)
+    mirror = MirroredImages(evaluator, swap, moving, batch) if symmetric else None
+    if mirror is not None:  # the second half of the images mapped from their partners
+        calcs = batched_calculators(mirror, moving)
     elif batch:
         calcs = batched_calculators(evaluator, moving)
     else:
@@ -285,6 +292,7 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
         ion_shift_A=shifts,
         seconds=time.perf_counter() - t0,
         evaluations=evaluator.images,
+        mirrored=mirror.mirrored if mirror is not None else 0,
     )
 
 

@@ -9,7 +9,8 @@ published MLIP-NEB protocol (:class:`~screener.handoff.neb.RefineSettings`):
 2. interpolates ``n_intermediate`` images between the relaxed end points (linear, then IDPP);
 3. relaxes the band, on a GPU every image of a step in one batched call where the potential
    allows (:mod:`screener.handoff.batching`); where a symmetry swaps the hop's sites, the final
-   end point and half the images are mapped from the others (:mod:`screener.handoff.symmetry`).
+   end point starts from the image of the initial one and the second half of the images takes
+   its partners' results (:mod:`screener.handoff.symmetry`).
 
 The NEB barrier is ``max(E_image) - E_initial``; ``refined.parquet`` has it beside the model's
 prediction and their combination (:mod:`screener.handoff.combine`: ``refined_em_eV`` and
@@ -62,8 +63,8 @@ REFINED_COLUMNS = [
     "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
     "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
-    "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A", "seconds", "images_path",
-    "error", "finished_at",
+    "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A",
+    "seconds", "images_path", "error", "finished_at",
 ]
 
 

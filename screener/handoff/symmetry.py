@@ -129,6 +129,28 @@ def symmetrize_band(swap: tuple[np.ndarray, np.ndarray, np.ndarray], images: lis
     return images
 
 
+def cartesian_rotation(swap: tuple[np.ndarray, np.ndarray, np.ndarray], cell: np.ndarray) -> np.ndarray:
+    """The operation's rotation acting on Cartesian row vectors (``v' = v @ rot``) of ``cell``'s crystal."""
+    return np.linalg.inv(cell) @ swap[0].T @ cell
+
+
+def same_under_swap(swap: tuple[np.ndarray, np.ndarray, np.ndarray], a: Atoms, b: Atoms,
+                    energy_tol: float = 1e-3, force_tol: float = 0.01) -> bool:
+    """Whether ``b``'s energy and forces are those of ``a`` carried by the operation.
+
+    Both carry a calculator with their results (e.g. relaxed end points). A potential that does
+    not respect the symmetry, or a cell symmetric only to spglib's tolerance, fails here.
+    """
+    rot = cartesian_rotation(swap, a.cell.array)
+    if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
+        return False
+    if abs(float(a.get_potential_energy()) - float(b.get_potential_energy())) > energy_tol:
+        return False
+    mapped = np.empty_like(a.get_forces())
+    mapped[swap[2]] = a.get_forces() @ rot
+    return bool(np.abs(mapped - b.get_forces()).max() <= force_tol)
+
+
 #: An image is its partner's image under the swap when no atom is further off than this (Å).
 PARTNER_TOL_A = 1e-4
 
@@ -147,7 +169,7 @@ class MirroredImages:
         mirrored: images whose results were mapped from their partner.
     """
 
-    batched = True
+    batched = True  # it needs every moving image of a step in one call
 
     def __init__(self, evaluator: Any, swap: tuple[np.ndarray, np.ndarray, np.ndarray], band: list[Atoms],
                  batch: bool = False):
@@ -155,9 +177,7 @@ class MirroredImages:
         self.swap = swap
         self.band = band
         self.batch = batch
-        cell = band[0].cell.array
-        # fractional rotation -> Cartesian, for row vectors: r' = r @ rot_cart
-        self.rot_cart = np.linalg.inv(cell) @ swap[0].T @ cell
+        self.rot_cart = cartesian_rotation(swap, band[0].cell.array)
         self.evaluations = 0
         self.mirrored = 0
 

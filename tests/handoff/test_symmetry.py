@@ -52,6 +52,49 @@ def test_neb_with_a_symmetric_final_end_point_saves_its_relaxation():
     assert a.energies_eV[-1] == pytest.approx(a.energies_eV[0], abs=1e-3)  # equivalent end points
     assert len(sym_eval.calls) < len(full_eval.calls)
     assert a.evaluations == sum(sym_eval.calls) < b.evaluations == sum(full_eval.calls)
+    # every NEB force call (the start and each step) mapped one of the 3 images from its partner
+    assert a.mirrored == a.steps + 1 and b.mirrored == 0
+
+
+def test_no_mapping_where_the_potential_breaks_the_symmetry():
+    from ase.calculators.emt import EMT
+
+    from screener.handoff.batching import CalculatorEvaluator
+
+    class Tilted(CalculatorEvaluator):
+        """EMT plus a small force on atom 0 along x: the operation no longer carries the forces."""
+
+        def __init__(self):
+            super().__init__(EMT())
+
+        def evaluate(self, images):
+            e, f = super().evaluate(images)
+            for fa in f:
+                fa[0, 0] += 0.02  # below fmax: the end points still count as relaxed
+            return e, f
+
+    initial, final = _cu_vacancy_hop()
+    st = RefineSettings(n_intermediate=3, fmax=0.05, relax_steps=50, neb_steps=60)
+    res = neb_refine(initial, final, st, evaluator=Tilted())
+    assert res.final.from_symmetry and res.mirrored == 0  # started from the image, nothing mapped
+    assert RefineSettings(relax_steps=0).symmetry  # the setting stays; the NEB skips it (no relaxation)
+    unrelaxed = neb_refine(initial, final, RefineSettings(n_intermediate=3, relax_steps=0, neb_steps=5),
+                           evaluator=CountingEMT())
+    assert not unrelaxed.final.from_symmetry and unrelaxed.mirrored == 0
+
+
+def _zincblende_hop():
+    """A Cu vacancy hop in zincblende AlCu (no inversion; a primitive, non-orthogonal cell) whose
+    swapping operation has a rotation that is not symmetric in fractional coordinates."""
+    from ase.build import bulk
+
+    crystal = bulk("AlCu", "zincblende", a=5.2) * (3, 3, 3)
+    i, j = 1, 13  # two nearest Cu sites
+    order = [i] + [k for k in range(len(crystal)) if k not in (i, j)]
+    initial = crystal[order]
+    final = initial.copy()
+    final.positions[0] = crystal.positions[j]
+    return initial, final
 
 
 def test_mirrored_images_get_the_energy_and_forces_of_their_own_evaluation():
@@ -61,9 +104,10 @@ def test_mirrored_images_get_the_energy_and_forces_of_their_own_evaluation():
     from screener.handoff.neb_io import linear_images
     from screener.handoff.symmetry import MirroredImages
 
-    initial, final = _cu_vacancy_hop()
-    r0 = relax_fixed_cell(initial, single_calculator(CountingEMT()), fmax=0.01, steps=200)
+    initial, final = _zincblende_hop()
     swap = swap_mapping(initial, final)
+    assert swap is not None and not np.allclose(swap[0], swap[0].T)  # R and R.T differ
+    r0 = relax_fixed_cell(initial, single_calculator(CountingEMT()), fmax=0.01, steps=200)
     band = linear_images(r0.atoms, symmetric_final(initial, final, r0.atoms), 5)[1:-1]
     band[0].positions[3] += [0.05, -0.02, 0.01]  # break the symmetry of one pair (images 0 and 4)
     inner = CountingEMT()

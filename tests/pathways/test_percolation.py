@@ -185,8 +185,9 @@ def test_a_hop_is_open_only_where_every_limit_is_open():
     # hop 1 is cheap when charged and dear when discharged: the dearer limit closes it
     p = percolation_probabilities(edges, {0: [0.3], 1: [0.2, 0.9]}, {0: [0.0], 1: [0.0, 0.0]}, threshold=0.65)
     assert p == {"1D": 1.0, "2D": 0.0, "3D": 0.0}
-    # one error per hop shared by its limits: P(open) = P(0.9 + 1.1 z < 0.65) ~ Phi(-0.227)
-    p = percolation_probabilities(edges, {0: [0.3], 1: [0.2, 0.9]}, {0: [0.05], 1: [0.05, 1.1]},
+    # one error per hop shared by its limits: P(open) = P(0.9 + 1.1 z < 0.65) ~ Phi(-0.227) = 0.41
+    # (independent errors per limit would give 0.41^2 = 0.17)
+    p = percolation_probabilities(edges, {0: [0.3], 1: [0.9, 0.9]}, {0: [0.05], 1: [1.1, 1.1]},
                                   threshold=0.65, n_samples=4000)
     assert p["2D"] == pytest.approx(0.41, abs=0.03)
     # a barrier that is NaN in one limit never opens
