@@ -96,24 +96,6 @@ def carry(swap: tuple[np.ndarray, np.ndarray, np.ndarray], atoms: Atoms, near: A
     return out
 
 
-def symmetric_final(initial: Atoms, final: Atoms, relaxed_initial: Atoms,
-                    symprec: float = SYMPREC_A) -> Atoms | None:
-    """The relaxed initial end point carried onto the final site by a symmetry that swaps the sites.
-
-    Args:
-        initial: the unrelaxed initial end point (ion first).
-        final: the unrelaxed final end point (same atoms and order).
-        relaxed_initial: ``initial`` after its fixed-cell relaxation.
-        symprec: spglib's tolerance (Å).
-
-    Returns:
-        A copy of ``final`` with the image positions (each atom the periodic image nearest its
-        unrelaxed place), or ``None`` when no operation swaps the two sites.
-    """
-    found = swap_mapping(initial, final, symprec)
-    return None if found is None else carry(found, relaxed_initial, final)
-
-
 def symmetrize_band(swap: tuple[np.ndarray, np.ndarray, np.ndarray], images: list[Atoms]) -> list[Atoms]:
     """Make a band between symmetric end points exactly symmetric (IDPP leaves it so only to ~1e-3 Å).
 
