@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
     if tree_models:
         info["descriptor_feature_version"] = FEATURE_VERSION
         # each member's settings (the nested CV's choice per fold): what `screener learn` refits with
-        info["tree_params"] = [{"transform": m.transform, **m.params} for m in tree_models]
+        info["tree_params"] = [{"transform": m.transform, **({"aggregate": m.aggregate} if hasattr(m, "aggregate") else {}),
+                                **m.params} for m in tree_models]
     predictor = BandPredictor(members, config.graph, tree_models, w, info)
     predictor.save(out)
     if tree_models:  # what `screener learn` refits the trees with (descriptors, targets, folds)

@@ -21,6 +21,7 @@ from screener.core.band import Band
 from screener.model.descriptors import FEATURE_NAMES, FEATURE_VERSION, feature_matrix
 
 _TRANSFORMS = ("none", "log1p", "sqrt")
+_AGGREGATES = ("mean", "median")
 
 
 def _forward(transform: str, y: np.ndarray) -> np.ndarray:
@@ -247,15 +248,21 @@ class ForestModel:
 
     Args:
         transform: ``"none"``, ``"log1p"`` or ``"sqrt"`` (see :class:`BoostingModel`).
+        aggregate: how the single trees' leaf values make the prediction: ``"mean"`` (the usual
+            forest) or ``"median"`` (the minimiser of the absolute error, the metric the model is
+            chosen on; the transforms are monotone, so the median commutes with them).
         **params: keyword arguments of ``ExtraTreesRegressor`` overriding :data:`DEFAULT_FOREST_PARAMS`.
     """
 
     kind = "extra_trees"
 
-    def __init__(self, transform: str = "sqrt", **params: Any) -> None:
+    def __init__(self, transform: str = "sqrt", aggregate: str = "mean", **params: Any) -> None:
         if transform not in _TRANSFORMS:
             raise ValueError(f"transform must be one of {_TRANSFORMS}, got {transform!r}")
+        if aggregate not in _AGGREGATES:
+            raise ValueError(f"aggregate must be one of {_AGGREGATES}, got {aggregate!r}")
         self.transform = transform
+        self.aggregate = aggregate
         self.params: dict[str, Any] = {**DEFAULT_FOREST_PARAMS, **params}
         self.feature_names: list[str] = list(FEATURE_NAMES)
         self.feature_version: int = FEATURE_VERSION
@@ -293,8 +300,14 @@ class ForestModel:
                              t["left"] < 0, None)
         return t["value"][leaves]
 
+    def _center(self, leaf_values: np.ndarray) -> np.ndarray:
+        """The forest's prediction on the transformed scale from (bands, trees) leaf values."""
+        if self.aggregate == "median":
+            return np.median(leaf_values, axis=1)
+        return leaf_values.mean(axis=1)
+
     def _raw_predict(self, X: np.ndarray) -> np.ndarray:
-        return self._leaf_values(X).mean(axis=1)
+        return self._center(self._leaf_values(X))
 
     def predict(self, bands_or_X: Any) -> np.ndarray:
         """Predicted barriers (eV)."""
@@ -308,7 +321,7 @@ class ForestModel:
         uncertainty: large where the training data say little about a band.
         """
         raw = self._leaf_values(BoostingModel._as_matrix(self, bands_or_X))
-        return _inverse(self.transform, raw.mean(axis=1)), _inverse(self.transform, raw).std(axis=1)
+        return _inverse(self.transform, self._center(raw)), _inverse(self.transform, raw).std(axis=1)
 
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` of plain arrays (no pickled objects)."""
@@ -317,6 +330,7 @@ class ForestModel:
         with open(path, "wb") as fh:
             np.savez_compressed(
                 fh, **self._trees, kind=np.array(self.kind), transform=np.array(self.transform),
+                aggregate=np.array(self.aggregate),
                 feature_names=np.array(self.feature_names),
                 feature_version=np.array(self.feature_version, dtype=np.int64),
             )
@@ -329,7 +343,7 @@ class ForestModel:
         names = [str(n) for n in data["feature_names"]]
         if int(data["feature_version"]) != FEATURE_VERSION or names != list(FEATURE_NAMES):
             raise ValueError("model features do not match this code's feature version")
-        model = cls(transform=str(data["transform"]))
+        model = cls(transform=str(data["transform"]), aggregate=str(data.get("aggregate", "mean")))
         model._trees = {k: data[k] for k in ("feature_idx", "threshold", "left", "right", "value", "offsets")}
         return model
 

@@ -52,6 +52,10 @@ def _members_text(meta: dict, tc: dict, cv: dict) -> str:
              "(hop length, ion–host distances along the path, ion and host chemistry, and from descriptor "
              "version 2 the bond-valence, electrostatic and steric profile along a path allowed to bend), "
              "one per fold.")
+    chosen = [(p.get("transform"), p.get("aggregate", "mean")) for p in meta.get("tree_params") or []]
+    if chosen:
+        counts = {c: chosen.count(c) for c in dict.fromkeys(chosen)}
+        trees += " Per fold: " + ", ".join(f"{n} × {a} of the trees on {t}(Em)" for (t, a), n in counts.items()) + "."
     grid = tc.get("forest_grid") or {}
     if grid:
         trees += (f" Settings chosen from {json.dumps(grid)} by an inner CV inside each outer fold (nested: "

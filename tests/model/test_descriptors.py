@@ -200,3 +200,29 @@ def test_forest_sqrt_transform_and_tree_spread(tmp_path):
     model.save(tmp_path / "f.npz")
     again = load_tree_model(tmp_path / "f.npz")
     np.testing.assert_array_equal(again.predict_spread(X)[1], model.predict_spread(X)[1])
+
+
+def test_forest_median_aggregate_is_the_median_tree_and_round_trips(tmp_path):
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from screener.model.descriptors import FEATURE_NAMES
+    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel, load_tree_model
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(90, len(FEATURE_NAMES)))
+    y = np.abs(X[:, 0]) + 0.3 * rng.random(90) ** 3
+    model = ForestModel(aggregate="median", n_estimators=31).fit(X[:70], y[:70])
+    ref = ExtraTreesRegressor(**{**DEFAULT_FOREST_PARAMS, "n_estimators": 31}).fit(X[:70], np.sqrt(y[:70]))
+    single = np.stack([t.predict(X[70:]) ** 2 for t in ref.estimators_])
+    np.testing.assert_allclose(model.predict(X[70:]), np.median(single, axis=0), rtol=1e-12)
+    mean_model = ForestModel(n_estimators=31).fit(X[:70], y[:70])
+    assert not np.allclose(model.predict(X[70:]), mean_model.predict(X[70:]))
+    pred, spread = model.predict_spread(X[70:])
+    np.testing.assert_array_equal(pred, model.predict(X[70:]))
+    np.testing.assert_allclose(spread, single.std(axis=0), rtol=1e-10)
+    model.save(tmp_path / "m.npz")
+    again = load_tree_model(tmp_path / "m.npz")
+    assert again.aggregate == "median"
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    with pytest.raises(ValueError, match="aggregate"):
+        ForestModel(aggregate="mode")
