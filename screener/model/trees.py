@@ -243,7 +243,7 @@ class ForestModel:
     """Extra-trees on :func:`band_features`, savable without pickle.
 
     Fitting uses scikit-learn's ``ExtraTreesRegressor`` (on ``sqrt(Em)`` by default); the trees
-    are exported to flat arrays and prediction averages their leaf values, so a model read back
+    are exported to flat arrays and prediction takes the mean (or median) of their leaf values, so a model read back
     with :meth:`load` predicts exactly what the fitted model predicted.
 
     Args:

@@ -61,7 +61,8 @@ class ExperimentConfig:
     (``transform`` and ``HistGradientBoostingRegressor`` parameters) and ``forest`` those of
     :class:`screener.model.trees.ForestModel` (``transform`` and ``ExtraTreesRegressor``
     parameters); empty means their defaults. ``tree_kinds`` says which of the two are fitted.
-    ``forest_grid`` maps ``ExtraTreesRegressor`` parameters to candidate values chosen by an
+    ``forest_grid`` maps :class:`ForestModel` arguments (``transform``, ``aggregate`` and
+    ``ExtraTreesRegressor`` parameters) to candidate values chosen by an
     inner cross-validation inside each outer fold (nested: no outer test row takes part in the
     choice). ``use_graph`` false trains no graph members (a descriptor-tree model).
     """
