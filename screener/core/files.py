@@ -49,23 +49,33 @@ def safe_filename(name: str, max_len: int = 80) -> str:
     return clean
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def _fsync_write(path: Path, data: bytes, durable: bool = True) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
 
 
 def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_bytes_atomic(data: bytes, path: Path) -> None:
-    """Write bytes to ``path`` via a flushed temporary file and a rename."""
+def write_bytes_atomic(data: bytes, path: Path, durable: bool = True) -> None:
+    """Write bytes to ``path`` via a flushed temporary file and a rename.
+
+    Args:
+        data: the file's content.
+        path: where it goes.
+        durable: also ``fsync`` the file before the rename, so that it survives a crash of the
+            machine. Files whose checksum is recorded in a journal that is itself fsynced (the
+            parts of :class:`~screener.screening.store.PartStore`) can skip it: a part lost with
+            the machine fails its checksum and is recomputed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
-        _fsync_write(tmp, data)
+        _fsync_write(tmp, data, durable)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

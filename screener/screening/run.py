@@ -356,11 +356,12 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                     timings["pathways"] += float(res.get("seconds", 0.0))
                     rss[int(res.get("pid", 0))] = max(rss.get(int(res.get("pid", 0)), 0.0),
                                                       float(res.get("peak_rss_mib", 0.0)))
-                    result = _json_roundtrip(res)
-                    if store is not None:
+                    if store is not None:  # the part's own bytes, as a resumed run reads them
                         tw = time.perf_counter()
-                        store.put_host(key, h.item, result)
+                        result = json.loads(store.put_host(key, h.item, res))
                         timings["writing"] += time.perf_counter() - tw
+                    else:
+                        result = _json_roundtrip(res)
                 if progress is not None:
                     progress.advance(bar_hosts)
                 emit(batcher.add(key, result))
@@ -381,8 +382,7 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                         tw = time.perf_counter()
                         store.put_batch(key, df)
                         timings["writing"] += time.perf_counter() - tw
-                    else:
-                        in_memory[key] = df
+                    in_memory[key] = df  # this run's batches are not read back from their parts
                 if progress is not None:
                     progress.advance(bar_batches)
         timings["screening_wall"] = time.perf_counter() - t_wall
@@ -395,7 +395,9 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
         if bkey in errors:
             extra_failures.extend(errors[bkey])
             continue
-        df = store.batch(bkey) if store is not None else in_memory.get(bkey)
+        df = in_memory.get(bkey)
+        if df is None and store is not None:  # done by an earlier run
+            df = store.batch(bkey)
         if df is None:  # a part damaged since it was checked: its hops stay unpredicted
             extra_failures.extend(failure_row(f"{m}#{hop}", ion, ScreenerError(
                 "the stored prediction of this hop is missing or damaged; rerun to recompute it"), "model")

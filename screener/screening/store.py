@@ -13,6 +13,10 @@ The part store (``<out>/_parts/``) makes a run resumable:
   part's sha256. A part counts as done only when its line is complete and the file's checksum
   matches; a line torn by ``kill -9`` is ignored.
 
+Every line is flushed at once, so a killed process loses nothing; the manifest is fsynced about
+once a second and at close, and part files are not fsynced at all (their checksum in the manifest
+guards them): a machine that dies loses at most the last second's parts, which are recomputed.
+
 Keys are content hashes (see :mod:`screener.screening.run`), so a rerun of the same command finds the
 work already done and a rerun with other inputs, settings or model computes only what is new.
 """
@@ -24,7 +28,9 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +57,10 @@ MANIFEST = "manifest.jsonl"
 
 
 PARTS_FORMAT = 1
+
+
+#: Seconds between fsyncs of the manifest (every line is flushed at once).
+SYNC_INTERVAL_S = 1.0
 
 
 def default_out_dir(ions: list[str]) -> Path:
@@ -102,6 +112,7 @@ class PartStore:
         self.records: dict[tuple[str, str], PartRecord] = self._read_manifest()
         self._verified: set[tuple[str, str]] = set()
         self._manifest = open(self.root / MANIFEST, "ab")  # noqa: SIM115 - kept open for appends
+        self._synced = -math.inf
         self._append({"type": "run", "format": PARTS_FORMAT, **(header or {}),
                       "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
 
@@ -150,12 +161,24 @@ class PartStore:
         return records
 
     def _append(self, obj: dict[str, Any]) -> None:
+        """Journal one line: flushed at once (a killed process loses nothing), fsynced in groups.
+
+        An fsync per line cost ~2 ms of the client's time per task; the journal is synced at most
+        every :data:`SYNC_INTERVAL_S` and at :meth:`close`. A machine that dies in between loses at
+        most that interval's lines, and their parts are recomputed by the next run.
+        """
         self._manifest.write(json.dumps(obj, allow_nan=True).encode() + b"\n")
         self._manifest.flush()
-        os.fsync(self._manifest.fileno())
+        now = time.monotonic()
+        if now - self._synced >= SYNC_INTERVAL_S:
+            os.fsync(self._manifest.fileno())
+            self._synced = now
 
     def close(self) -> None:
-        """Close the manifest and release the lock."""
+        """Sync and close the manifest and release the lock."""
+        with contextlib.suppress(Exception):
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
         with contextlib.suppress(Exception):
             self._manifest.close()
         with contextlib.suppress(Exception):
@@ -187,7 +210,9 @@ class PartStore:
         return data
 
     def _write_part(self, kind: str, key: str, rel: str, data: bytes, meta: dict[str, Any]) -> None:
-        write_bytes_atomic(data, self.root / rel)
+        # No fsync of the part itself: its checksum goes into the fsynced manifest, and a part
+        # lost with the machine fails that checksum and is recomputed.
+        write_bytes_atomic(data, self.root / rel, durable=False)
         digest = hashlib.sha256(data).hexdigest()
         self._append({"type": kind, "key": key, "file": rel, "sha256": digest, "meta": meta})
         self.records[(kind, key)] = PartRecord(kind, key, rel, digest, meta)

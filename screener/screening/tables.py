@@ -60,16 +60,19 @@ def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFram
     """
     short = structures.loc[structures["passes"].astype(bool).to_numpy()].copy()
     short.insert(0, "rank", np.arange(1, len(short) + 1))
-    paths, worst_unc = [], []
-    for _, row in short.iterrows():
-        h = hops[(hops["material_id"] == row["material_id"]) & (hops["working_ion"] == row["working_ion"])]
-        worst = h.groupby("hop_label")["predicted_em_eV"].max()
-        labels = set(worst[worst <= row["percolation_1d_eV"] + 1e-12].index)
-        sel = h[h["hop_label"].isin(labels)]
-        paths.append(sorted(sel["hop_id"].unique().tolist()))
-        worst_unc.append(float(sel["uncertainty_eV"].max()) if len(sel) else math.nan)
-    short["path_hop_ids"] = pd.Series(paths, index=short.index, dtype=object)
-    short["path_max_uncertainty_eV"] = pd.Series(worst_unc, index=short.index, dtype=float)
+    who = ["material_id", "working_ion"]
+    h = hops.loc[:, [*who, "hop_label", "hop_id", "predicted_em_eV", "uncertainty_eV"]]
+    h = h.merge(short[[*who, "percolation_1d_eV"]].drop_duplicates(who), on=who, how="inner")
+    # A label is on the path when its dearest limit is open at the material's 1D barrier.
+    worst = h.groupby([*who, "hop_label"], sort=False)["predicted_em_eV"].transform("max")
+    on_path = h.loc[(worst <= h["percolation_1d_eV"] + 1e-12).to_numpy()]
+    grouped = on_path.groupby(who, sort=False)
+    paths = grouped["hop_id"].agg(lambda ids: sorted(ids.unique().tolist()))
+    worst_unc = grouped["uncertainty_eV"].max()
+    index = pd.MultiIndex.from_frame(short[who])
+    short["path_hop_ids"] = pd.Series([paths.get(k, []) for k in index], index=short.index, dtype=object)
+    short["path_max_uncertainty_eV"] = pd.Series(worst_unc.reindex(index).to_numpy(dtype=float),
+                                                 index=short.index, dtype=float)
     return short.reset_index(drop=True)
 
 
