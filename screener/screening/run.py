@@ -97,6 +97,20 @@ def _json_roundtrip(obj: Any) -> Any:
     return json.loads(json.dumps(obj, allow_nan=True))
 
 
+def _collect_batch(df: pd.DataFrame, predictions: dict[tuple[str, str, str], tuple[float, float]]
+                   ) -> list[dict[str, str]]:
+    """Add a batch's predicted barriers to ``predictions``; returns its failure rows."""
+    failures = []
+    for r in df.itertuples(index=False):
+        if r.error_type is None or (isinstance(r.error_type, float) and math.isnan(r.error_type)):
+            predictions[(r.material_id, r.working_ion, r.hop_id)] = (float(r.predicted_em_eV),
+                                                                    float(r.uncertainty_eV))
+        else:
+            failures.append({"item": f"{r.material_id}#{r.hop_id}", "working_ion": r.working_ion,
+                             "stage": r.stage, "error_type": r.error_type, "message": r.message})
+    return failures
+
+
 def _failed_host(h: _HostInput, exc: BaseException) -> dict[str, Any]:
     return {"item": h.item, "ion": h.ion, "hops": [], "hop_specs": {}, "cell": None, "edges": [],
             "failures": [failure_row(h.item, h.ion, exc, "pathways")], "structure": None}
@@ -293,7 +307,8 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
     batcher = Batcher(order, batch_size, pw_config)
     batches: list[tuple[str, list[tuple[str, str, str]]]] = []
     batch_keys: dict[str, list[tuple[str, str, str]]] = {}
-    in_memory: dict[str, pd.DataFrame] = {}
+    predictions: dict[tuple[str, str, str], tuple[float, float]] = {}
+    batch_failures: dict[str, list[dict[str, str]]] = {}  # per batch read, in batch order later
     errors: dict[str, list[dict[str, str]]] = {}
     counts = {"hosts_total": len(order), "hosts_from_parts": 0, "hosts_run": 0, "hosts_crashed": 0,
               "batches_total": 0, "batches_from_parts": 0, "batches_run": 0, "batches_crashed": 0}
@@ -382,34 +397,28 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                         tw = time.perf_counter()
                         store.put_batch(key, df)
                         timings["writing"] += time.perf_counter() - tw
-                    in_memory[key] = df  # this run's batches are not read back from their parts
+                    # This run's batches are not read back from their parts.
+                    batch_failures[key] = _collect_batch(df, predictions)
                 if progress is not None:
                     progress.advance(bar_batches)
         timings["screening_wall"] = time.perf_counter() - t_wall
 
     # ------------------------------------------------------------------ assemble from the parts
     t3 = time.perf_counter()
-    predictions: dict[tuple[str, str, str], tuple[float, float]] = {}
     extra_failures: list[dict[str, str]] = []
     for bkey, keys in batches:
         if bkey in errors:
             extra_failures.extend(errors[bkey])
             continue
-        df = in_memory.get(bkey)
-        if df is None and store is not None:  # done by an earlier run
-            df = store.batch(bkey)
-        if df is None:  # a part damaged since it was checked: its hops stay unpredicted
-            extra_failures.extend(failure_row(f"{m}#{hop}", ion, ScreenerError(
-                "the stored prediction of this hop is missing or damaged; rerun to recompute it"), "model")
-                for m, ion, hop in keys)
-            continue
-        for r in df.itertuples(index=False):
-            if r.error_type is None or (isinstance(r.error_type, float) and math.isnan(r.error_type)):
-                predictions[(r.material_id, r.working_ion, r.hop_id)] = (float(r.predicted_em_eV),
-                                                                        float(r.uncertainty_eV))
-            else:
-                extra_failures.append({"item": f"{r.material_id}#{r.hop_id}", "working_ion": r.working_ion,
-                                       "stage": r.stage, "error_type": r.error_type, "message": r.message})
+        if bkey not in batch_failures:  # done by an earlier run
+            df = store.batch(bkey) if store is not None else None
+            if df is None:  # a part damaged since it was checked: its hops stay unpredicted
+                extra_failures.extend(failure_row(f"{m}#{hop}", ion, ScreenerError(
+                    "the stored prediction of this hop is missing or damaged; rerun to recompute it"), "model")
+                    for m, ion, hop in keys)
+                continue
+            batch_failures[bkey] = _collect_batch(df, predictions)
+        extra_failures.extend(batch_failures[bkey])
     host_results = [batcher.results[k] for k in order]
     tables = assemble_tables(host_results, predictions, model_version, threshold)
     if extra_failures:
