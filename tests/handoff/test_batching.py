@@ -63,6 +63,17 @@ def test_batched_neb_makes_one_call_per_step_and_matches_one_at_a_time():
     assert len(neb_calls) <= a.steps + 2
 
 
+@pytest.mark.parametrize(("device", "batches"), [("cuda", True), ("cuda:1", True), ("cpu", False)])
+def test_by_default_an_evaluator_batches_where_it_runs_on_a_gpu(device, batches):
+    initial, final = _cu_vacancy_hop()
+    ev = CountingEMT()
+    ev.device = device  # a user's evaluator says where it runs; the settings keep device="cpu"
+    st = RefineSettings(n_intermediate=3, fmax=0.05, relax_steps=50, neb_steps=60, symmetry=False)
+    assert st.batched is None and st.device == "cpu"
+    neb_refine(initial, final, st, evaluator=ev)
+    assert (max(ev.calls) == 3) is batches
+
+
 def test_images_that_did_not_move_are_not_evaluated_again():
     initial, final = _cu_vacancy_hop()
     images = [initial.copy() for _ in range(3)]
