@@ -363,8 +363,8 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "second core. The workers' own busy time grows ~19% from 1 to 2 workers for the same work, "
         "and two processes of a pure-Python loop scale 1.90x on this VM. Each timed run screens the "
         "catalogue 3 times over (`--copies`): with one pass the last tasks left a worker idle and "
-        "quick mode gave 1.64-1.73x; with three the ratio settles (1.60 and 1.62 in two quick runs "
-        "on the Xeon machine) and the equal-cost granularity estimate is 1.98x. With more cores "
+        "quick mode gave 1.64-1.73x; with three the ratio settles (1.60 and 1.62 in two quick runs, "
+        "1.65 in the full run, on the Xeon machine) and the equal-cost granularity estimate is 1.98x. With more cores "
         "than workers, or workers on other machines, the client no longer competes.",
         "- **Memory**: a worker peaks at about 1 GiB (model, pymatgen, one batch of graphs).",
         "- The machine is shared: single runs vary by up to 20%; the three configurations are "
