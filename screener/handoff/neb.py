@@ -54,8 +54,9 @@ class RefineSettings:
         relax_optimizer: ``bfgs-linesearch`` (ASE's QuasiNewton), ``bfgs`` or ``fire``.
         neb_optimizer: ``bfgs`` or ``fire``.
         batched: evaluate all moving images in one call where the potential allows; ``None``
-            (default): on a GPU only (the evaluator's ``device`` where it has one, else ``device``) (on a CPU one call of 3 images of 111 atoms took 1.27x as long
-            as 3 calls of one, CHGNet, one thread).
+            (default): on a GPU only, as the evaluator's own ``device`` says where it has one, else
+            ``device`` (on a CPU one call of 3 images of 111 atoms took 1.27x as long as 3 calls
+            of one, CHGNet, one thread).
         symmetry: where a symmetry of the crystal swaps the hop's two sites, start the final
             end point's relaxation from the image of the relaxed initial one (it then converges
             at its first evaluation) and, where its energy and forces are the initial one's
