@@ -284,6 +284,8 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "- `python benchmarks/run.py [--quick]`: end-to-end screening throughput (this page).",
         "- `python benchmarks/bench_pathways.py`: seconds per structure of the pathway stage.",
         "- `python benchmarks/cv_baselines.py`: cross-validated accuracy of the baselines.",
+        "- `python benchmarks/cv_forest_variants.py`: nested CV of forest variants (quantile-regression "
+        "forest, leaf sizes, pooled transforms, seeds) against the shipped grid.",
         "",
         "## End-to-end screening (`benchmarks/run.py`)",
         "",
