@@ -60,9 +60,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "benchmarks" / "README.md"
 GOALS = {"batched_over_single": 10.0, "two_workers_over_one": 1.8, "peak_rss_mib": 2048.0,
          "screen_over_pathways": 0.5}
-#: Passes over the catalogue per timed run: with one pass (124 hop rows, 16 batches) the last
-#: tasks leave a worker idle for a large share of a 3-second run and "2 workers over 1" measured
-#: 1.64-1.73 in quick mode against 1.85-1.99 in the full run on the same machine type.
+#: Passes over the catalogue per timed run. One pass (124 hop rows, 16 batches) is a 3-second run
+#: whose last tasks leave a worker idle and whose "2 workers over 1" swung by 0.1 between runs
+#: (1.64-1.73 in quick mode); with three the repeats agree within a few per cent (1.60, 1.62 quick
+#: and 1.65 full on one machine).
 DEFAULT_COPIES = 3
 STAGES = ("source", "pathways", "bands", "graphs", "model", "writing")
 
@@ -368,7 +369,7 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "quick mode gave 1.64-1.73x; with three the ratio settles (1.60 and 1.62 in two quick runs, "
         "1.65 in the full run, on the Xeon machine) and the equal-cost granularity estimate is 1.98x. With more cores "
         "than workers, or workers on other machines, the client no longer competes.",
-        "- **Memory**: a worker peaks at about 1 GiB (model, pymatgen, one batch of graphs).",
+        "- **Memory**: a worker peaks at about 0.6 GiB (model, pymatgen, one batch of bands).",
         "- The machine is shared: single runs vary by up to 20%; the three configurations are "
         "interleaved so that a slow spell hits all of them; `--quick` takes the median of 5 repeats, "
         "the full run of 7.",
