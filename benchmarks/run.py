@@ -197,8 +197,12 @@ def pathways_run(cluster: Cluster, source: CatalogueSource, ions: list[str]) -> 
     """The pathway and band stages alone over the same hosts (one Dask task per host)."""
     from screener.pathways.config import PathwayConfig
 
+    from screener.screening.tasks import PackedStructure
+
     config = PathwayConfig()
-    items = [(h.item, h.structure, ion, source.name, config) for ion in ions for h in source.fetch(ion)]
+    # Packed as screen() packs them: the same transport, so the ratio compares the work.
+    items = [(h.item, PackedStructure.pack(h.structure), ion, source.name, config)
+             for ion in ions for h in source.fetch(ion)]
     t0 = time.perf_counter()
     futures = [cluster.client.submit(_pathways_and_bands, *it, pure=False) for it in items]
     n = sum(cluster.client.gather(futures))

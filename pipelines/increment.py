@@ -123,6 +123,7 @@ def screen_increment(
     device: str = "auto",
     quiet: bool = True,
     now: _dt.datetime | None = None,
+    fuse: bool | None = None,
 ) -> IncrementResult:
     """Sync ``source``, screen what changed, append it to ``results``; return the newest tables.
 
@@ -131,7 +132,7 @@ def screen_increment(
         source: an incremental source (:class:`~screener.sources.mp.source.MPSource`) or any Source (diffed by
             structure hash).
         results: where results accumulate.
-        threshold, model_dir, pathways, workers, scheduler, synchronous, batch_size, device, quiet:
+        threshold, model_dir, pathways, workers, scheduler, synchronous, batch_size, device, quiet, fuse:
             as for :func:`screener.screening.run.screen`.
         now: the run's time (UTC; default now): names the date partition and the run id.
     """
@@ -186,7 +187,7 @@ def screen_increment(
         res = screen(list(work), DeltaSource(src.name, work, src.database_version()), work_dir,
                      workers=workers, scheduler=scheduler, synchronous=synchronous, batch_size=batch_size,
                      threshold=threshold, model_dir=model_dir, device=device, pathways=pw, quiet=quiet,
-                     write=True, resume=True)
+                     write=True, resume=True, fuse=fuse)
         screen_info = res.run_info
         timings["screen"] = time.perf_counter() - t1
         new_failures = len(res.failures)

@@ -126,6 +126,10 @@ def pathway_config(args: argparse.Namespace, **extra: Any) -> Any:
                          primitive=not args.no_primitive, sites=args.sites, **extra)
 
 
+#: ``--batches`` and the ``fuse`` argument of :func:`screener.screen` it gives.
+BATCHES = {"auto": None, "host": True, "across": False}
+
+
 def add_execution_options(p: argparse.ArgumentParser) -> None:
     """Where and how the screen runs: Dask workers, task size, device, model, threshold."""
     g = p.add_argument_group("execution")
@@ -138,9 +142,13 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sync", action="store_true",
                    help="run everything in this process (no Dask workers): for debugging")
     g.add_argument("--batch-size", type=int, default=None,
-                   help="hops per model task (default: 32 on a GPU, where a task is one forward "
-                        "pass; 8 on a CPU, where batching buys nothing and small tasks spread the "
-                        "work evenly over the workers)")
+                   help="hops per model batch (default: 32 on a GPU, where a batch is one forward "
+                        "pass; 8 on a CPU, where batching buys nothing)")
+    g.add_argument("--batches", choices=BATCHES, default="auto",
+                   help="host: each host's hops are predicted in the task that found them, in "
+                        "batches that never span hosts (fewest tasks; the CPU default); across: "
+                        "separate model tasks whose batches span hosts (full forward passes; the "
+                        "GPU default); auto: by --device")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where the model runs: auto uses GPUs when present (one worker per GPU)")
     g.add_argument("--model", default=None,
@@ -197,4 +205,4 @@ def screen_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`screener.screen` from :func:`add_execution_options`."""
     return dict(workers=args.workers, scheduler=args.scheduler, synchronous=args.sync,
                 batch_size=args.batch_size, threshold=args.threshold, model_dir=args.model,
-                device=args.device)
+                device=args.device, fuse=BATCHES[args.batches])

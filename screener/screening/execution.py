@@ -1,9 +1,10 @@
 """Run a screening on Dask: a LocalCluster of processes, an existing scheduler, or in-process.
 
-Tasks carry batches: one task finds the hops of one host; one task predicts ``batch_size``
-bands with the model loaded once per worker process. :class:`TaskRunner` streams results back as
-they finish (and accepts new tasks meanwhile), so the model stage starts while hosts are still
-being analysed.
+Tasks carry batches: on a CPU one task finds the hops of one host and predicts them; on a GPU
+one task finds the hops of one host and one task predicts ``batch_size`` bands cut across hosts,
+the model loaded once per worker process. :class:`TaskRunner` streams results back as they
+finish (and accepts new tasks meanwhile), so the model stage starts while hosts are still being
+analysed.
 
 Fault tolerance: a task that raises is retried once; a task whose worker dies (killed, out of
 memory, a crash in native code) is rescheduled by Dask on another worker, up to the scheduler's

@@ -5,8 +5,9 @@ Dask (a local cluster, an existing scheduler, or synchronously in this process),
 finished piece of work in the run's part store (:mod:`screener.screening.store`) and assembles the
 tables from it (:mod:`screener.screening.tables`).
 
-Exactly-once resume: batches are cut from the hops of the hosts in a fixed order (working ion,
-then item), so the same inputs always give the same batches and the same keys
+Exactly-once resume: batches are cut from the hops of each host (the CPU default, where each
+host task predicts its own hops) or across the hosts in a fixed order (working ion, then item),
+so the same inputs always give the same batches and the same keys
 (:mod:`screener.screening.keys`). Only the client writes parts, each atomically and recorded in the
 manifest after it is in place; a task run twice (a lost worker) therefore changes nothing.
 """
@@ -35,12 +36,14 @@ from screener.pathways.config import PathwayConfig
 from screener.screening.execution import TaskRunner, dask_client
 from screener.screening.keys import batch_key, host_key, pathway_settings, settings_hash
 from screener.screening.store import PARTS_DIR, PartStore, default_out_dir
-from screener.screening.tables import FAILURE_COLUMNS, assemble_tables, batch_frame
+from screener.screening.tables import FAILURE_COLUMNS, assemble_tables
 from screener.screening.tasks import (
     BandSpec,
+    PackedStructure,
     default_batch_size,
     failure_message,
     failure_row,
+    host_batches,
     host_pathways,
     predict_batch,
     resolve_device,
@@ -97,17 +100,18 @@ def _json_roundtrip(obj: Any) -> Any:
     return json.loads(json.dumps(obj, allow_nan=True))
 
 
-def _collect_batch(df: pd.DataFrame, predictions: dict[tuple[str, str, str], tuple[float, float]]
+def _collect_batch(rows: list[dict[str, Any]], predictions: dict[tuple[str, str, str], tuple[float, float]]
                    ) -> list[dict[str, str]]:
     """Add a batch's predicted barriers to ``predictions``; returns its failure rows."""
     failures = []
-    for r in df.itertuples(index=False):
-        if r.error_type is None or (isinstance(r.error_type, float) and math.isnan(r.error_type)):
-            predictions[(r.material_id, r.working_ion, r.hop_id)] = (float(r.predicted_em_eV),
-                                                                    float(r.uncertainty_eV))
+    for r in rows:
+        err = r.get("error_type")
+        if err is None or (isinstance(err, float) and math.isnan(err)):
+            predictions[(r["material_id"], r["working_ion"], r["hop_id"])] = (float(r["predicted_em_eV"]),
+                                                                           float(r["uncertainty_eV"]))
         else:
-            failures.append({"item": f"{r.material_id}#{r.hop_id}", "working_ion": r.working_ion,
-                             "stage": r.stage, "error_type": r.error_type, "message": r.message})
+            failures.append({"item": f"{r['material_id']}#{r['hop_id']}", "working_ion": r["working_ion"],
+                             "stage": r["stage"], "error_type": err, "message": r["message"]})
     return failures
 
 
@@ -119,27 +123,35 @@ def _failed_host(h: _HostInput, exc: BaseException) -> dict[str, Any]:
 class Batcher:
     """Cuts batches from the hops of the hosts in a fixed order, as soon as they are known.
 
-    A batch is emitted once every host before its last hop has a result, so a batch's content
-    depends only on the inputs, never on the order in which tasks finished.
+    Across hosts (the default, for a GPU's forward passes): a batch is emitted once every host
+    before its last hop has a result, so a batch's content depends only on the inputs, never on
+    the order in which tasks finished. Per host (``per_host=True``, the CPU path): each host's
+    hops are cut on their own, in the order of its ``hop_specs``, as
+    :func:`~screener.screening.tasks.host_batches` cuts them.
     """
 
-    def __init__(self, order: list[str], batch_size: int, config: PathwayConfig):
+    def __init__(self, order: list[str], batch_size: int, config: PathwayConfig, per_host: bool = False):
         self.order = order
         self.batch_size = batch_size
         self.config = config
+        self.per_host = per_host
         self.results: dict[str, dict[str, Any]] = {}
         self._next = 0
         self._buffer: list[tuple[tuple[str, str, str], BandSpec]] = []
 
+    def _specs(self, res: dict[str, Any]) -> list[tuple[tuple[str, str, str], BandSpec]]:
+        cell = res.get("cell")
+        return [((res["item"], res["ion"], hop_id), BandSpec(cell, res["ion"], hop, self.config))
+                for hop_id, hop in res.get("hop_specs", {}).items()]
+
     def add(self, key: str, result: dict[str, Any]) -> list[list[tuple[tuple[str, str, str], BandSpec]]]:
         """Record a host result; returns the batches it completes."""
         self.results[key] = result
+        if self.per_host:
+            specs = self._specs(result)
+            return [specs[i : i + self.batch_size] for i in range(0, len(specs), self.batch_size)]
         while self._next < len(self.order) and self.order[self._next] in self.results:
-            res = self.results[self.order[self._next]]
-            cell = res.get("cell")
-            for hop_id, hop in res.get("hop_specs", {}).items():
-                self._buffer.append(((res["item"], res["ion"], hop_id),
-                                     BandSpec(cell, res["ion"], hop, self.config)))
+            self._buffer.extend(self._specs(self.results[self.order[self._next]]))
             self._next += 1
         n_full = len(self._buffer) // self.batch_size * self.batch_size
         out = [self._buffer[i : i + self.batch_size] for i in range(0, n_full, self.batch_size)]
@@ -166,6 +178,7 @@ def screen(
     quiet: bool = True,
     write: bool | None = None,
     resume: bool = True,
+    fuse: bool | None = None,
 ) -> ScreenResult:
     """Screen hosts for fast migration of one or more working ions.
 
@@ -182,7 +195,7 @@ def screen(
         workers: worker processes of a local Dask cluster (default: the CPU cores).
         scheduler: address of an existing Dask scheduler to use instead.
         synchronous: run in this process without Dask workers.
-        batch_size: hops per model task (default: :func:`default_batch_size` of the device:
+        batch_size: hops per model batch (default: :func:`default_batch_size` of the device:
             32 on a GPU, 8 on a CPU).
         threshold: a material passes when its 1D percolation barrier is below this (eV).
         model_dir: model directory (default: the shipped model).
@@ -191,6 +204,10 @@ def screen(
         quiet: no progress bars.
         write: write the tables, ``run.json`` and the parts (default: when ``out`` is given).
         resume: reuse the parts of an earlier run into ``out`` (False deletes them first).
+        fuse: predict each host's hops in the task that found them, in batches of ``batch_size``
+            that never span hosts (default: on a CPU, where batching across hosts buys nothing
+            and a second task per batch only costs scheduling and transfer). False: separate
+            model tasks whose batches span hosts (the default on a GPU, to fill forward passes).
 
     Returns:
         The tables (hops, structures, shortlist, failures) and the run metadata.
@@ -254,7 +271,7 @@ def screen(
             hosts, order, store, workers=workers, scheduler=scheduler,
             synchronous=synchronous, batch_size=batch_size, model_dir=model_dir, device=device,
             pw_config=pw_config, model_fp=model_fp, settings_hash=settings,
-            model_version=model_version, threshold=threshold, quiet=quiet, timings=timings,
+            model_version=model_version, threshold=threshold, quiet=quiet, timings=timings, fuse=fuse,
         )
     finally:
         if store is not None:
@@ -272,7 +289,7 @@ def screen(
         # What the structure reader warned about, with how many files each concerned.
         "reader_warnings": {msg: len(files) for msg, files in getattr(src, "reader_warnings", {}).items()},
         "chemistry": ions,
-        "config": {"threshold": threshold, "batch_size": batch_size, "workers": workers,
+        "config": {"threshold": threshold, "batch_size": batch_size, "fuse": info["fuse"], "workers": workers,
                    "scheduler": bool(scheduler), "synchronous": synchronous, "device": info["device"],
                    "pathways": pathway_settings(pw_config)},
         "counts": {"hosts": n_inputs, "hops": len(tables["hops"]),
@@ -302,9 +319,12 @@ def screen(
 def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *, workers: int | None,
                   scheduler: str | None, synchronous: bool, batch_size: int, model_dir: str | None,
                   device: str, pw_config: PathwayConfig, model_fp: str, settings_hash: str, model_version: str, threshold: float,
-                  quiet: bool, timings: dict[str, float]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+                  quiet: bool, timings: dict[str, float], fuse: bool | None = None,
+                  ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Run the host and batch tasks still to do, store them, and assemble the tables."""
-    batcher = Batcher(order, batch_size, pw_config)
+    device_used = resolve_device(device)
+    fuse = device_used == "cpu" if fuse is None else bool(fuse)
+    batcher = Batcher(order, batch_size, pw_config, per_host=fuse)
     batches: list[tuple[str, list[tuple[str, str, str]]]] = []
     batch_keys: dict[str, list[tuple[str, str, str]]] = {}
     predictions: dict[tuple[str, str, str], tuple[float, float]] = {}
@@ -313,7 +333,6 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
     counts = {"hosts_total": len(order), "hosts_from_parts": 0, "hosts_run": 0, "hosts_crashed": 0,
               "batches_total": 0, "batches_from_parts": 0, "batches_run": 0, "batches_crashed": 0}
     rss: dict[int, float] = {}
-    device_used = resolve_device(device)
     resources = {"GPU": 1} if device_used == "cuda" and scheduler is None and not synchronous else None
     # Dask keys name the content (readable logs) plus this run, so that a scheduler shared by
     # successive runs never hands one run a result another run computed.
@@ -326,7 +345,30 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
         bar_hosts = progress.add_task("hosts", total=len(order)) if progress is not None else None
         bar_batches = progress.add_task("hop batches", total=0) if progress is not None else None
 
-        def emit(new_batches: list) -> None:
+        def finish_batch(key: str, res: Any) -> None:
+            """Store a batch's predictions (or its failure) and collect them."""
+            keys = batch_keys[key]
+            if isinstance(res, BaseException):
+                counts["batches_crashed"] += 1
+                log.warning("a batch of %d hops failed: %s", len(keys), failure_message(res))
+                errors[key] = [failure_row(f"{m}#{hop}", ion, res, "model") for m, ion, hop in keys]
+            else:
+                counts["batches_run"] += 1
+                for stage, sec in res["seconds"].items():
+                    timings[stage] = timings.get(stage, 0.0) + float(sec)
+                pid = int(res.get("pid", 0))
+                rss[pid] = max(rss.get(pid, 0.0), float(res.get("peak_rss_mib", 0.0)))
+                if store is not None:
+                    tw = time.perf_counter()
+                    store.put_batch(key, res["rows"])
+                    timings["writing"] += time.perf_counter() - tw
+                # This run's batches are not read back from their parts.
+                batch_failures[key] = _collect_batch(res["rows"], predictions)
+            if progress is not None:
+                progress.advance(bar_batches)
+
+        def emit(new_batches: list, done: dict[tuple, Any] | None = None) -> None:
+            """Queue the batches a host completed; ``done``: those its own task predicted."""
             for batch in new_batches:
                 keys = [k for k, _ in batch]
                 bkey = batch_key(keys, model_fp, settings_hash)
@@ -340,6 +382,10 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                     if progress is not None:
                         progress.advance(bar_batches)
                     continue
+                res = (done or {}).get(tuple(keys))
+                if res is not None:
+                    finish_batch(bkey, res)
+                    continue
                 specs = [spec for _, spec in batch]
                 runner.submit(("batch", bkey), predict_batch, (keys, specs, model_dir, device_used, batch_size),
                               key=f"predict_batch-{bkey[:16]}-{run_token}", resources=resources)
@@ -351,8 +397,14 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                 stored[key] = part
                 continue
             h = hosts[key]
-            runner.submit(("host", key), host_pathways, (h.item, h.structure, h.ion, h.source, pw_config),
-                          key=f"host_pathways-{key[:16]}-{run_token}")
+            packed = PackedStructure.pack(h.structure)
+            if fuse:
+                runner.submit(("host", key), host_batches,
+                              (h.item, packed, h.ion, h.source, pw_config, model_dir, device_used, batch_size),
+                              key=f"host_pathways-{key[:16]}-{run_token}", resources=resources)
+            else:
+                runner.submit(("host", key), host_pathways, (h.item, packed, h.ion, h.source, pw_config),
+                              key=f"host_pathways-{key[:16]}-{run_token}")
         for key, part in stored.items():
             counts["hosts_from_parts"] += 1
             if progress is not None:
@@ -362,12 +414,14 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
         for (kind, key), res in runner.results():
             if kind == "host":
                 h = hosts[key]
+                done: dict[tuple, Any] = {}
                 if isinstance(res, BaseException):
                     log.warning("%s (%s): task failed: %s", h.item, h.ion, failure_message(res))
                     counts["hosts_crashed"] += 1
                     result = _failed_host(h, res)
                 else:
                     counts["hosts_run"] += 1
+                    done = {tuple(tuple(k) for k in b["keys"]): b["result"] for b in res.pop("batches", [])}
                     timings["pathways"] += float(res.get("seconds", 0.0))
                     rss[int(res.get("pid", 0))] = max(rss.get(int(res.get("pid", 0)), 0.0),
                                                       float(res.get("peak_rss_mib", 0.0)))
@@ -379,28 +433,9 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                         result = _json_roundtrip(res)
                 if progress is not None:
                     progress.advance(bar_hosts)
-                emit(batcher.add(key, result))
+                emit(batcher.add(key, result), done)
             else:
-                keys = batch_keys[key]
-                if isinstance(res, BaseException):
-                    counts["batches_crashed"] += 1
-                    log.warning("a batch of %d hops failed: %s", len(keys), failure_message(res))
-                    errors[key] = [failure_row(f"{m}#{hop}", ion, res, "model") for m, ion, hop in keys]
-                else:
-                    counts["batches_run"] += 1
-                    for stage, sec in res["seconds"].items():
-                        timings[stage] = timings.get(stage, 0.0) + float(sec)
-                    pid = int(res.get("pid", 0))
-                    rss[pid] = max(rss.get(pid, 0.0), float(res.get("peak_rss_mib", 0.0)))
-                    df = batch_frame(res["rows"])
-                    if store is not None:
-                        tw = time.perf_counter()
-                        store.put_batch(key, df)
-                        timings["writing"] += time.perf_counter() - tw
-                    # This run's batches are not read back from their parts.
-                    batch_failures[key] = _collect_batch(df, predictions)
-                if progress is not None:
-                    progress.advance(bar_batches)
+                finish_batch(key, res)
         timings["screening_wall"] = time.perf_counter() - t_wall
 
     # ------------------------------------------------------------------ assemble from the parts
@@ -411,13 +446,13 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
             extra_failures.extend(errors[bkey])
             continue
         if bkey not in batch_failures:  # done by an earlier run
-            df = store.batch(bkey) if store is not None else None
-            if df is None:  # a part damaged since it was checked: its hops stay unpredicted
+            rows = store.batch(bkey) if store is not None else None
+            if rows is None:  # a part damaged since it was checked: its hops stay unpredicted
                 extra_failures.extend(failure_row(f"{m}#{hop}", ion, ScreenerError(
                     "the stored prediction of this hop is missing or damaged; rerun to recompute it"), "model")
                     for m, ion, hop in keys)
                 continue
-            batch_failures[bkey] = _collect_batch(df, predictions)
+            batch_failures[bkey] = _collect_batch(rows, predictions)
         extra_failures.extend(batch_failures[bkey])
     host_results = [batcher.results[k] for k in order]
     tables = assemble_tables(host_results, predictions, model_version, threshold)
@@ -426,7 +461,7 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                                        ignore_index=True)
     timings["assemble"] = time.perf_counter() - t3
     rss.pop(0, None)
-    info = {"device": device_used, "resume": counts,
+    info = {"device": device_used, "fuse": fuse, "resume": counts,
             "workers": {"processes": len(rss),
                         "peak_rss_mib": round(max(rss.values()), 1) if rss else None}}
     return tables, info

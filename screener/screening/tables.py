@@ -32,19 +32,9 @@ STRUCTURE_COLUMNS = [
 FAILURE_COLUMNS = ["item", "working_ion", "stage", "error_type", "message"]
 
 
-#: Columns of a batch part: one row per hop, a prediction or a failure.
+#: Keys of a batch part's rows: one row per hop, a prediction or a failure.
 BATCH_COLUMNS = ["material_id", "working_ion", "hop_id", "predicted_em_eV", "uncertainty_eV",
                  "stage", "error_type", "message"]
-
-
-def batch_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A batch's rows as a table with :data:`BATCH_COLUMNS` (fixed dtypes)."""
-    df = pd.DataFrame(rows, columns=BATCH_COLUMNS)
-    for col in ("predicted_em_eV", "uncertainty_eV"):
-        df[col] = df[col].astype("float64")
-    for col in ("material_id", "working_ion", "hop_id", "stage", "error_type", "message"):
-        df[col] = df[col].astype("object")
-    return df
 
 
 def _finite_or_inf(x: float) -> float:

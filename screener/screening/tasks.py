@@ -1,14 +1,16 @@
-"""The two pure tasks of a screen: the hops of one host, and the predictions of one batch of hops.
+"""The pure tasks of a screen: the hops of one host, and the predictions of one batch of hops.
 
 A host task returns the cleaned cell and the hop definitions (JSON), and a batch task rebuilds its
 bands from them on the worker, so a resumed run never needs to redo a host's symmetry analysis to
-predict its remaining hops. Neither raises for a bad input: failures come back as rows.
+predict its remaining hops. On a CPU :func:`host_batches` does both for one host in one task.
+None raises for a bad input: failures come back as rows.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,30 @@ class BandSpec:
     config: PathwayConfig
 
 
+@dataclass(frozen=True)
+class PackedStructure:
+    """A host structure as one pickled blob, for the trip to a worker.
+
+    Dask pickles a task's arguments with out-of-band buffers: a pymatgen ``Structure`` becomes one
+    frame per site (each site's coordinates are a numpy array), and the scheduler and the worker
+    handle every frame on their event loops, ~0.3 ms a host of 28 sites. One blob is one frame.
+
+    Attributes:
+        data: the structure, pickled in-band.
+    """
+
+    data: bytes
+
+    @classmethod
+    def pack(cls, structure: Any) -> PackedStructure:
+        """Pickle ``structure`` (with its site properties) into one blob."""
+        return cls(pickle.dumps(structure, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def unpack(self) -> Any:
+        """The structure."""
+        return pickle.loads(self.data)  # noqa: S301 - packed by this run's client (see pack)
+
+
 def failure_row(item: str, ion: str, exc: BaseException, stage: str | None = None) -> dict[str, str]:
     return {
         "item": item,
@@ -75,6 +101,13 @@ def failure_message(exc: BaseException) -> str:
 def host_pathways(item: str, structure, ion: str, source: str, config: PathwayConfig) -> dict[str, Any]:
     """Hops of one host, never raising (except MemoryError): a JSON-ready mapping.
 
+    Args:
+        item: the input's id.
+        structure: a pymatgen ``Structure``, or a :class:`PackedStructure` of one.
+        ion: the working ion.
+        source: the source's name.
+        config: pathway settings.
+
     Returns:
         ``hops``: one record per hop x limit; ``hop_specs``: ``{hop_id: hop dict}`` for the hops
         whose band fits ``config.max_band_sites``; ``cell``: the cleaned cell their bands are
@@ -92,6 +125,8 @@ def host_pathways(item: str, structure, ion: str, source: str, config: PathwayCo
         return out
 
     try:
+        if isinstance(structure, PackedStructure):
+            structure = structure.unpack()
         pw = find_pathways(structure, ion, config)
     except ScreenerError as exc:
         out["failures"].append(failure_row(item, ion, exc))
@@ -135,6 +170,39 @@ def host_pathways(item: str, structure, ion: str, source: str, config: PathwayCo
     return done()
 
 
+def host_batches(item: str, structure, ion: str, source: str, config: PathwayConfig,
+                 model_dir: str | None, device: str = "cpu", batch_size: int = 8) -> dict[str, Any]:
+    """The hops of one host and their predictions, in one task (the CPU path of a screen).
+
+    On a CPU batching buys nothing (a model costs per band), so a host's hops are predicted where
+    they were found: no second task per batch, no cell sent back and forth. The hops are cut into
+    batches of ``batch_size`` in the order of ``hop_specs``, as :class:`~screener.screening.run.Batcher`
+    cuts them with ``per_host=True``, so each batch is stored under the same key as if a separate
+    task had predicted it.
+
+    Returns:
+        :func:`host_pathways`'s mapping plus ``batches``: ``{"keys", "result"}`` per batch, the
+        result as :func:`predict_batch` returns it. A batch whose prediction raised is left out
+        (the caller predicts it in a task of its own, which reports the error); MemoryError fails
+        the task.
+    """
+    out = host_pathways(item, structure, ion, source, config)
+    out["batches"] = []
+    specs = [((item, ion, hop_id), BandSpec(out["cell"], ion, hop, config))
+             for hop_id, hop in out["hop_specs"].items()]
+    for i in range(0, len(specs), max(1, batch_size)):
+        chunk = specs[i : i + max(1, batch_size)]
+        keys = [k for k, _ in chunk]
+        try:
+            res = predict_batch(keys, [spec for _, spec in chunk], model_dir, device, batch_size)
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - predicted again in a task of its own, which reports it
+            continue
+        out["batches"].append({"keys": [list(k) for k in keys], "result": res})
+    return out
+
+
 def build_spec_band(spec: BandSpec, cache: dict[int, Any] | None = None):
     """The band of a :class:`BandSpec` (the cell is rebuilt once per ``cache``)."""
     from pymatgen.core import Lattice, Structure
@@ -163,9 +231,9 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-#: Hops per model task when none is given: on a GPU a task is one forward pass, and 32 bands fill
-#: it; on a CPU batching buys nothing (the message passing costs per bond, not per call) and
-#: small tasks spread a run evenly over the workers (a 124-hop catalogue run is 16 tasks, not 4).
+#: Hops per model batch when none is given: on a GPU a batch task is one forward pass, and 32
+#: bands fill it; on a CPU batching buys nothing (the message passing costs per bond, not per
+#: call), the host tasks predict their own hops and the size only cuts the stored batches.
 DEFAULT_BATCH_SIZE = {"cuda": 32, "cpu": 8}
 
 

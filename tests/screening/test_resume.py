@@ -97,13 +97,13 @@ def _manifest_lines(out: Path) -> list[dict]:
 def test_kill_9_then_rerun_gives_the_uninterrupted_tables(host_dir, reference, tmp_path):
     out = tmp_path / "out"
     args = ["run", "--chemistry", "Mg", "--source", str(host_dir), "--sync", "--batch-size", "1",
-            "--out", str(out), "--quiet"]
+            "--batches", "across", "--out", str(out), "--quiet"]
     # 1st attempt: killed as soon as the first host is stored (hosts are analysed first).
     rc = _run_and_kill(args, out, "hosts/*.json")
     assert rc == -signal.SIGKILL
     assert not (out / "hops.parquet").exists()
     # 2nd attempt: killed as soon as a first batch of predictions is stored.
-    rc = _run_and_kill(args, out, "batches/*.parquet")
+    rc = _run_and_kill(args, out, "batches/*.json")
     assert rc == -signal.SIGKILL
     done = [d for d in _manifest_lines(out) if d["type"] == "batch"]
     assert 1 <= len(done) < 4, "the kill must land mid-run for this test to mean anything"
@@ -124,10 +124,63 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_tables(host_dir, reference, t
     assert {name: (out / f"{name}.parquet").read_bytes() for name in TABLES} == before
 
 
+def test_kill_9_with_host_batches_then_rerun_gives_the_uninterrupted_tables(host_dir, reference, tmp_path):
+    # The CPU default: each host task predicts its own hops; the client stores the host, then its
+    # batches. Killed once a first batch is stored, the rerun keeps every stored part and
+    # predicts only the batches left (in tasks of their own where their host is stored).
+    out = tmp_path / "out"
+    args = ["run", "--chemistry", "Mg", "--source", str(host_dir), "--sync", "--batch-size", "1",
+            "--batches", "host", "--out", str(out), "--quiet"]
+    rc = _run_and_kill(args, out, "batches/*.json")
+    assert rc == -signal.SIGKILL
+    done = [d for d in _manifest_lines(out) if d["type"] == "batch"]
+    hosts_done = [d for d in _manifest_lines(out) if d["type"] == "host"]
+    assert 1 <= len(done) < 4 and len(hosts_done) < 2, "the kill must land mid-run"
+    assert main(args) == 3
+    info = json.loads((out / "run.json").read_text())["resume"]
+    assert info["hosts_from_parts"] == len(hosts_done) and info["hosts_run"] == 2 - len(hosts_done)
+    assert info["batches_from_parts"] == len(done) and info["batches_run"] == 4 - len(done)
+    _assert_same_tables(reference, out)
+    parts = [(d["type"], d["key"]) for d in _manifest_lines(out) if d["type"] != "run"]
+    assert len(parts) == len(set(parts)) == 6
+
+
+def test_host_and_across_batches_give_the_same_tables(host_dir, tmp_path):
+    a = screen("Mg", str(host_dir), tmp_path / "host", synchronous=True, batch_size=8, fuse=True)
+    b = screen("Mg", str(host_dir), tmp_path / "across", synchronous=True, batch_size=8, fuse=False)
+    assert a.run_info["config"]["fuse"] is True and b.run_info["config"]["fuse"] is False
+    # Host batches never span hosts: one per host here, against one for both hosts' 4 hops.
+    assert a.run_info["resume"]["batches_run"] == 2 and b.run_info["resume"]["batches_run"] == 1
+    _assert_same_tables(tmp_path / "host", tmp_path / "across", exact=False)
+
+
+def test_parquet_batch_parts_of_earlier_runs_are_still_read(host_dir, reference, tmp_path):
+    # Parts format 1 stored batches as Parquet: a run resumed by this version reuses them.
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    lines = (out / PARTS_DIR / MANIFEST).read_bytes().splitlines()
+    rewritten = []
+    for raw in lines:
+        d = json.loads(raw)
+        if d.get("type") == "batch":
+            rows = json.loads((out / PARTS_DIR / d["file"]).read_bytes())["rows"]
+            (out / PARTS_DIR / d["file"]).unlink()
+            d["file"] = d["file"].replace(".json", ".parquet")
+            pd.DataFrame(rows).to_parquet(out / PARTS_DIR / d["file"])
+            import hashlib
+
+            d["sha256"] = hashlib.sha256((out / PARTS_DIR / d["file"]).read_bytes()).hexdigest()
+        rewritten.append(json.dumps(d).encode())
+    (out / PARTS_DIR / MANIFEST).write_bytes(b"\n".join(rewritten) + b"\n")
+    res = screen("Mg", str(host_dir), out, synchronous=True, batch_size=1)
+    assert res.run_info["resume"]["batches_from_parts"] == 4 and res.run_info["resume"]["batches_run"] == 0
+    _assert_same_tables(reference, out)
+
+
 def test_torn_manifest_and_damaged_parts_are_recomputed(host_dir, reference, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
-    batches = sorted((out / PARTS_DIR / "batches").glob("*.parquet"))
+    batches = sorted((out / PARTS_DIR / "batches").glob("*.json"))
     batches[0].write_bytes(b"PAR1 damaged")  # checksum no longer matches
     batches[1].unlink()  # listed but missing
     with open(out / PARTS_DIR / MANIFEST, "ab") as fh:
@@ -204,7 +257,8 @@ class KillWorkerOnce:
                 os._exit(1)
 
 
-def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(host_dir, reference, tmp_path):
+@pytest.mark.parametrize("fuse", [False, True], ids=["across", "host"])
+def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(host_dir, reference, tmp_path, fuse):
     import cloudpickle
     from distributed import Client, LocalCluster, WorkerPlugin
 
@@ -215,10 +269,11 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(host_dir, referen
     out = tmp_path / "out"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        client.register_plugin(plugin_cls(str(markers), ("host_pathways-", "predict_batch-")))
-        res = screen("Mg", str(host_dir), out, scheduler=cluster.scheduler_address, batch_size=1)
-    # Both kinds of task lost a worker while running...
-    assert {p.name for p in markers.iterdir()} == {"killed-host_pathways-", "killed-predict_batch-"}
+        prefixes = ("host_pathways-",) if fuse else ("host_pathways-", "predict_batch-")
+        client.register_plugin(plugin_cls(str(markers), prefixes))
+        res = screen("Mg", str(host_dir), out, scheduler=cluster.scheduler_address, batch_size=1, fuse=fuse)
+    # Every kind of task lost a worker while running (with host batches, the host task predicts)...
+    assert {p.name for p in markers.iterdir()} == {f"killed-{p}" for p in prefixes}
     # ...and were run again: nothing crashed, nothing missing, nothing twice.
     info = res.run_info["resume"]
     assert info["hosts_crashed"] == 0 and info["batches_crashed"] == 0
