@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,14 +24,14 @@ Edge = tuple[int, int, tuple[int, int, int], int]
 DIMENSION_KEYS = ("1D", "2D", "3D")
 
 
-def _as_edges(edges: Iterable[Sequence]) -> list[tuple[int, int, np.ndarray, int]]:
+def _as_edges(edges: Iterable[Sequence]) -> list[tuple[int, int, tuple[int, int, int], int]]:
     out = []
     for e in edges:
         if len(e) != 4:
             raise ValueError(f"an edge is (u, v, to_jimage, hop_label), got {e!r}")
         u, v, jimage, label = e
-        j = np.asarray(jimage, dtype=int).reshape(3)
-        if int(u) == int(v) and not j.any():
+        j = tuple(int(x) for x in np.asarray(jimage, dtype=int).reshape(3))
+        if int(u) == int(v) and not any(j):
             continue  # a loop onto the same site in the same cell: no hop
         out.append((int(u), int(v), j, label))
     return out
@@ -46,42 +47,65 @@ def component_translations(edges: Iterable[Sequence]) -> list[np.ndarray]:
         For each component (nodes without edges are left out), an integer array ``(rank, 3)``
         of independent translations along which it percolates (``rank`` 0 to 3).
     """
-    adj: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for u, v, j, _ in _as_edges(edges):
+    return _translations(_as_edges(edges))
+
+
+def _translations(edges: list[tuple[int, int, tuple[int, int, int], Any]]) -> list[np.ndarray]:
+    """:func:`component_translations` of edges already through :func:`_as_edges`."""
+    adj: dict[int, list[tuple[int, tuple[int, int, int]]]] = defaultdict(list)
+    for u, v, j, _ in edges:
         adj[u].append((v, j))
-        adj[v].append((u, -j))
-    offset: dict[int, np.ndarray] = {}
+        adj[v].append((u, (-j[0], -j[1], -j[2])))
+    offset: dict[int, tuple[int, int, int]] = {}
     result = []
     for root in sorted(adj):
         if root in offset:
             continue
-        offset[root] = np.zeros(3, dtype=int)
-        basis: list[np.ndarray] = []
+        offset[root] = (0, 0, 0)
+        basis: list[tuple[int, int, int]] = []
         queue = deque([root])
         while queue:
             u = queue.popleft()
+            ou = offset[u]
             for v, j in adj[u]:
-                target = offset[u] + j
+                target = (ou[0] + j[0], ou[1] + j[1], ou[2] + j[2])
                 if v not in offset:
                     offset[v] = target
                     queue.append(v)
                     continue
                 if len(basis) == 3:
                     continue
-                t = target - offset[v]
-                if t.any() and _rank([*basis, t]) > len(basis):
+                ov = offset[v]
+                t = (target[0] - ov[0], target[1] - ov[1], target[2] - ov[2])
+                if _independent(basis, t):
                     basis.append(t)
         result.append(np.array(basis, dtype=int).reshape(-1, 3))
     return result
 
 
-def _rank(vectors: list[np.ndarray]) -> int:
-    return int(np.linalg.matrix_rank(np.array(vectors, dtype=float)))
+def _cross(a: Sequence[int], b: Sequence[int]) -> tuple[int, int, int]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def _independent(basis: list[tuple[int, int, int]], t: tuple[int, int, int]) -> bool:
+    """Whether integer ``t`` is linearly independent of the independent integer ``basis`` (exact)."""
+    if len(basis) == 0:
+        return any(t)
+    if len(basis) == 1:
+        return any(_cross(basis[0], t))
+    if len(basis) == 2:
+        n = _cross(basis[0], basis[1])
+        return n[0] * t[0] + n[1] * t[1] + n[2] * t[2] != 0
+    return False
 
 
 def percolation_dimension(edges: Iterable[Sequence]) -> int:
     """Largest number of dimensions (0-3) in which one component of the network percolates."""
-    return max((len(b) for b in component_translations(edges)), default=0)
+    return _dimension(_as_edges(edges))
+
+
+def _dimension(edges: list[tuple[int, int, tuple[int, int, int], Any]]) -> int:
+    return max((len(b) for b in _translations(edges)), default=0)
 
 
 def percolation_barriers(
@@ -108,7 +132,7 @@ def percolation_barriers(
     reached = 0
     for t in thresholds:
         open_edges = [e for e in all_edges if e[3] in barrier and barrier[e[3]] <= t]
-        dim = percolation_dimension(open_edges)
+        dim = _dimension(open_edges)
         for d in range(reached + 1, dim + 1):
             result[DIMENSION_KEYS[d - 1]] = t
         reached = max(reached, dim)
@@ -170,7 +194,7 @@ def percolation_probabilities(
         key = row.tobytes()
         if key not in memo:
             open_labels = {lab for lab, o in zip(labels, row) if o}
-            memo[key] = percolation_dimension([e for e in all_edges if e[3] in open_labels])
+            memo[key] = _dimension([e for e in all_edges if e[3] in open_labels])
         counts[memo[key]] += 1
     at_least = counts[::-1].cumsum()[::-1] / n_samples
     return {"1D": float(at_least[1]), "2D": float(at_least[2]), "3D": float(at_least[3])}

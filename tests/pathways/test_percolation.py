@@ -72,6 +72,40 @@ def test_parallel_and_long_translations_do_not_raise_the_rank():
     assert percolation_dimension([(0, 0, (2, 0, 0), 0)]) == 1  # percolates, with period 2
 
 
+def test_translations_span_what_every_cycle_spans_on_random_networks():
+    # The exact integer independence test against floating-point rank of all cycle translations
+    # (every edge closes a cycle with the walk's offsets), component by component.
+    from collections import defaultdict
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(1, 5))
+        edges = [(int(rng.integers(n)), int(rng.integers(n)), tuple(int(x) for x in rng.integers(-2, 3, 3)), 0)
+                 for _ in range(int(rng.integers(1, 7)))]
+        got = sorted(len(b) for b in component_translations(edges))
+        adj = defaultdict(list)
+        for u, v, j, _ in edges:
+            if u == v and not any(j):
+                continue
+            adj[u].append((v, np.array(j)))
+            adj[v].append((u, -np.array(j)))
+        seen, want = set(), []
+        for root in sorted(adj):
+            if root in seen:
+                continue
+            offset, stack = {root: np.zeros(3, dtype=int)}, [root]
+            while stack:
+                u = stack.pop()
+                for v, j in adj[u]:
+                    if v not in offset:
+                        offset[v] = offset[u] + j
+                        stack.append(v)
+            seen |= set(offset)
+            ts = [offset[u] + j - offset[v] for u in offset for v, j in adj[u]]
+            want.append(int(np.linalg.matrix_rank(np.array(ts, dtype=float))) if ts else 0)
+        assert got == sorted(want), edges
+
+
 def test_max_over_components():
     # component {0}: square net; component {1, 2}: a chain along z
     edges = [(0, 0, X, 0), (0, 0, Y, 0), (1, 2, O, 1), (2, 1, Z, 1)]
