@@ -12,10 +12,10 @@ measures task granularity, not scaling (a 10-host subset gave 0.9x; one pass of 
 1.64-1.73x in quick mode):
 
 * hops/s end to end (source, pathways, bands, graphs, model, writing the parts and tables) with
-  2 workers and the default task size on a CPU (``batch_size=8``, see
-  ``screener.screening.tasks.DEFAULT_BATCH_SIZE``);
+  2 workers and the default batch size on a CPU (``batch_size=8``, see
+  ``screener.screening.tasks.DEFAULT_BATCH_SIZE``; one task per host, which predicts its hops);
 * batched over one at a time: the same with ``batch_size=1``;
-* 2 workers over 1 (default task size);
+* 2 workers over 1 (default batch size);
 * the share of each stage (from ``run.json`` timings) and the peak resident memory per worker;
 * the pathway and band stages alone over the same hosts and hops, on the same 2 workers (one task
   per host: symmetry analysis, hops, and every hop's band, no model): ``pathways_only_hops_per_s``,
@@ -408,8 +408,9 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "as a frame of its own); the percolation analysis tests the independence of integer "
         "translations exactly instead of an SVD per edge (table assembly 0.55 -> 0.15 s). Client "
         "CPU per 2-worker run 1.7-2.8 -> 1.3-2.2 s (same machine, 3-4 runs each); 2 workers over 1, median of the paired "
-        "rounds, 1.77 (full) and 1.80 (quick); ratio of the medians 1.60 and 1.62 (the machine "
-        "drifted; before these changes 1.60-1.65 on another machine of this kind).",
+        "rounds, 1.77 (full) and 1.79 (quick); ratio of the medians 1.60 and 1.62 (the machine "
+        "drifted; before these changes: 1.65 full and 1.60-1.62 quick on a Xeon on 2026-12-03, "
+        "1.54 full and 1.73 quick on an AMD EPYC on 2026-12-02).",
         "",
         "Next candidates: the pathway stage (~40% of the busy time) and the bands and descriptors "
         "(~50%), or a GPU. Grouping several hosts per task would save ~1.7 ms of client CPU per "

@@ -131,7 +131,7 @@ BATCHES = {"auto": None, "host": True, "across": False}
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:
-    """Where and how the screen runs: Dask workers, task size, device, model, threshold."""
+    """Where and how the screen runs: Dask workers, batches, device, model, threshold."""
     g = p.add_argument_group("execution")
     g.add_argument("--threshold", type=float, default=0.65,
                    help="shortlist materials whose 1D percolation barrier is below this (eV)")

@@ -390,31 +390,44 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                 runner.submit(("batch", bkey), predict_batch, (keys, specs, model_dir, device_used, batch_size),
                               key=f"predict_batch-{bkey[:16]}-{run_token}", resources=resources)
 
+        def submit_host(key: str, fused: bool) -> None:
+            h = hosts[key]
+            packed = PackedStructure.pack(h.structure)
+            if fused:
+                runner.submit(("host", key), host_batches,
+                              (h.item, packed, h.ion, h.source, pw_config, model_dir, device_used, batch_size),
+                              key=f"host_pathways-{key[:16]}-{run_token}", resources=resources)
+            else:
+                runner.submit(("host", key), host_pathways, (h.item, packed, h.ion, h.source, pw_config),
+                              key=f"host_pathways-{key[:16]}-{run_token}-plain")
+
         stored: dict[str, dict[str, Any]] = {}
         for key in order:  # host tasks first: their failures show early, batches follow them
             part = store.host(key) if store is not None else None
             if part is not None:
                 stored[key] = part
                 continue
-            h = hosts[key]
-            packed = PackedStructure.pack(h.structure)
-            if fuse:
-                runner.submit(("host", key), host_batches,
-                              (h.item, packed, h.ion, h.source, pw_config, model_dir, device_used, batch_size),
-                              key=f"host_pathways-{key[:16]}-{run_token}", resources=resources)
-            else:
-                runner.submit(("host", key), host_pathways, (h.item, packed, h.ion, h.source, pw_config),
-                              key=f"host_pathways-{key[:16]}-{run_token}")
+            submit_host(key, fuse)
         for key, part in stored.items():
             counts["hosts_from_parts"] += 1
             if progress is not None:
                 progress.advance(bar_hosts)
             emit(batcher.add(key, part))
 
+        unfused: set[str] = set()  # hosts whose host-and-predict task failed, run again in two steps
         for (kind, key), res in runner.results():
             if kind == "host":
                 h = hosts[key]
                 done: dict[tuple, Any] = {}
+                if isinstance(res, BaseException) and fuse and key not in unfused:
+                    # A crash while predicting (a dying worker, out of memory) must not cost the
+                    # host its hops: find them alone, then predict each batch in a task of its own,
+                    # where a batch that crashes again fails alone, as a model failure.
+                    log.info("%s (%s): host task failed (%s); finding its hops and predicting them apart",
+                             h.item, h.ion, failure_message(res))
+                    unfused.add(key)
+                    submit_host(key, False)
+                    continue
                 if isinstance(res, BaseException):
                     log.warning("%s (%s): task failed: %s", h.item, h.ion, failure_message(res))
                     counts["hosts_crashed"] += 1
@@ -440,6 +453,10 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
 
     # ------------------------------------------------------------------ assemble from the parts
     t3 = time.perf_counter()
+    # Batches in the order of their hosts, whatever order the host tasks finished in (host
+    # batches are emitted as each host finishes; across hosts they already come in this order).
+    rank = {(hosts[k].item, hosts[k].ion): i for i, k in enumerate(order)}
+    batches.sort(key=lambda b: rank.get((b[1][0][0], b[1][0][1]), len(rank)) if b[1] else len(rank))
     extra_failures: list[dict[str, str]] = []
     for bkey, keys in batches:
         if bkey in errors:

@@ -7,8 +7,8 @@ The part store (``<out>/_parts/``) makes a run resumable:
 
 * ``hosts/<safe id>-<key>.json``: the hop records of one host (one working ion), the cleaned
   cell the bands are rebuilt from, its periodic hop network and its failure rows;
-* ``batches/<key>.json``: the predicted barriers (and per-hop failures) of one model batch (runs
-  of screener 0.4 and older wrote ``batches/<key>.parquet``; those are still read);
+* ``batches/<key>.json``: the predicted barriers (and per-hop failures) of one model batch (parts
+  format 1 wrote ``batches/<key>.parquet``; those are still read);
 * ``manifest.jsonl``: an append-only journal, one JSON object per line: a ``run`` line per start
   and one ``host`` or ``batch`` line per part, written *after* the part file is in place, with the
   part's sha256. A part counts as done only when its line is complete and the file's checksum

@@ -184,7 +184,8 @@ def host_batches(item: str, structure, ion: str, source: str, config: PathwayCon
         :func:`host_pathways`'s mapping plus ``batches``: ``{"keys", "result"}`` per batch, the
         result as :func:`predict_batch` returns it. A batch whose prediction raised is left out
         (the caller predicts it in a task of its own, which reports the error); MemoryError fails
-        the task.
+        the task (the caller then runs the host again in two steps). Every batch is predicted,
+        also one whose part a resumed run already holds (the caller keeps the stored one).
     """
     out = host_pathways(item, structure, ion, source, config)
     out["batches"] = []
@@ -238,7 +239,7 @@ DEFAULT_BATCH_SIZE = {"cuda": 32, "cpu": 8}
 
 
 def default_batch_size(device: str) -> int:
-    """Hops per model task for a resolved ``device`` (see :data:`DEFAULT_BATCH_SIZE`)."""
+    """Hops per model batch for a resolved ``device`` (see :data:`DEFAULT_BATCH_SIZE`)."""
     return DEFAULT_BATCH_SIZE.get(device, DEFAULT_BATCH_SIZE["cpu"])
 
 

@@ -1,0 +1,116 @@
+"""Host batches (the CPU default): each host task predicts its own hops; what happens when it cannot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import screener.screening.run as run_module
+import screener.screening.tasks as tasks_module
+from screener.model.registry import default_model_dir
+from screener.screening.execution import TaskRunner
+from screener.screening.run import screen
+from screener.sources.bundled import catalogue_dir
+
+HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 4 hop rows
+
+pytestmark = [pytest.mark.skipif(not (default_model_dir() / "model.json").exists(),
+                                reason="no model: set SCREENER_MODEL_DIR"),
+              pytest.mark.usefixtures("one_torch_thread_module")]
+
+
+@pytest.fixture(scope="module")
+def host_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hosts")
+    for name in HOSTS:
+        shutil.copy(catalogue_dir() / name, d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(host_dir):
+    """An uninterrupted synchronous run with host batches of one hop."""
+    res = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    assert res.exit_code == 0 and len(res.hops) == 4
+    return res
+
+
+def _same(a, b) -> None:
+    for name in ("hops", "structures", "shortlist", "failures"):
+        pd.testing.assert_frame_equal(a.tables[name].reset_index(drop=True), b.tables[name].reset_index(drop=True),
+                                      obj=name)
+
+
+def test_the_host_tasks_predictions_are_the_ones_used(host_dir, reference, monkeypatch):
+    def no_batch_task(*args, **kwargs):
+        raise AssertionError("a batch was predicted in a task of its own")
+
+    monkeypatch.setattr(run_module, "predict_batch", no_batch_task)
+    res = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    assert res.run_info["resume"]["batches_run"] == 4 and res.exit_code == 0
+    _same(reference, res)
+
+
+def test_a_batch_that_raises_in_the_host_task_is_predicted_in_a_task_of_its_own(host_dir, reference, monkeypatch):
+    calls = {"n": 0}
+    real = tasks_module.predict_batch
+
+    def first_one_raises(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("model server went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tasks_module, "predict_batch", first_one_raises)  # inside host_batches only
+    res = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    assert res.run_info["resume"]["batches_run"] == 4 and res.exit_code == 0
+    _same(reference, res)
+
+
+def test_a_host_task_that_crashes_is_run_again_in_two_steps(host_dir, reference, monkeypatch):
+    def crash(*args, **kwargs):
+        raise MemoryError("the worker ran out of memory while predicting")
+
+    monkeypatch.setattr(run_module, "host_batches", crash)
+    res = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    info = res.run_info["resume"]
+    # Nothing lost: the hops were found by plain host tasks and predicted by batch tasks.
+    assert info["hosts_crashed"] == 0 and info["hosts_run"] == 2 and info["batches_run"] == 4
+    assert res.exit_code == 0
+    _same(reference, res)
+
+
+def test_tables_do_not_depend_on_the_order_host_tasks_finish(host_dir, monkeypatch):
+    # Model-stage failures (one hop per host fails its descriptors) are listed in host order even
+    # when the hosts finish in reverse order.
+    real_features = tasks_module.band_features
+    seen: set[str] = set()
+
+    def fail_first_hop_of_each_host(band):
+        key = ",".join(sorted({site.specie.symbol for site in band.structure}))  # one per host
+        if key not in seen:
+            seen.add(key)
+            raise ValueError(f"descriptors of {key} failed")
+        return real_features(band)
+
+    monkeypatch.setattr(tasks_module, "band_features", fail_first_hop_of_each_host)
+    in_order = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    assert len(in_order.failures) == 2 and in_order.exit_code == 3
+
+    real_results = TaskRunner.results
+
+    def reversed_results(self):
+        if self.client is None:
+            self._inline.reverse()  # the hosts finish last one first
+        yield from real_results(self)
+
+    seen.clear()
+    monkeypatch.setattr(TaskRunner, "results", reversed_results)
+    reversed_run = screen("Mg", str(host_dir), synchronous=True, batch_size=1, fuse=True)
+    assert list(reversed_run.failures["item"]) == list(in_order.failures["item"])
+    _same(in_order, reversed_run)
+    np.testing.assert_array_equal(in_order.hops["predicted_em_eV"].isna(), reversed_run.hops["predicted_em_eV"].isna())
