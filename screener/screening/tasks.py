@@ -180,6 +180,11 @@ def host_batches(item: str, structure, ion: str, source: str, config: PathwayCon
     cuts them with ``per_host=True``, so each batch is stored under the same key as if a separate
     task had predicted it.
 
+    Args:
+        item, structure, ion, source, config: as for :func:`host_pathways`.
+        model_dir, device, batch_size: as for :func:`predict_batch`; ``batch_size`` also cuts
+            the batches.
+
     Returns:
         :func:`host_pathways`'s mapping plus ``batches``: ``{"keys", "result"}`` per batch, the
         result as :func:`predict_batch` returns it. A batch whose prediction raised is left out
