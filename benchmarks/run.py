@@ -143,15 +143,12 @@ class Cluster:
     """A warm LocalCluster of ``n`` one-thread workers, with the model loaded in each."""
 
     def __init__(self, n: int, model_dir: str | None):
-        import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        from screener.screening.execution import worker_environment
+        from screener.screening.execution import local_cluster
 
         t0 = time.perf_counter()
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(1)}):
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR)
+        self.cluster = local_cluster(n, 1)
         self.client = Client(self.cluster)
         threads = self.client.run(_warm_worker, model_dir)
         assert all(t == 1 for t in threads.values()), threads
@@ -411,6 +408,17 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "rounds, 1.77 (full) and 1.79 (quick); ratio of the medians 1.60 and 1.62 (the machine "
         "drifted; before these changes: 1.65 full and 1.60-1.62 quick on a Xeon on 2026-12-03, "
         "1.54 full and 1.73 quick on an AMD EPYC on 2026-12-02).",
+        "",
+        "- Quiet clusters (later that session): the local clusters screener starts (and this "
+        "benchmark, through the same `local_cluster`) run without what only feeds a dashboard: "
+        "no worker stack profiler (a sample every 10 ms, holding the GIL the task needs), the "
+        "system monitor every 5 s instead of 0.5 s, the event-loop tick every 200 ms instead of "
+        "20 ms; an idle 1-worker and 2-worker cluster together took 12% of a core with only the "
+        "profiler off, 6% with the slower tick. A client of a scheduler on this machine fetches "
+        "results from the workers directly, not through the scheduler. Interleaved A/B of the "
+        "profiler and monitor change (fresh clusters per round, 5 rounds): 2 workers over 1 "
+        "1.53 -> 1.97 (ratio of medians). This benchmark after all of it: 1.79 full, 1.83 quick "
+        "(ratio of medians; earlier runs the same evening 1.77-1.79 full, 1.93 quick).",
         "",
         "Next candidates: the pathway stage (~40% of the busy time) and the bands and descriptors "
         "(~50%), or a GPU. Grouping several hosts per task would save ~1.7 ms of client CPU per "

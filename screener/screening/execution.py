@@ -43,8 +43,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
     if synchronous:
         yield None
         return
-    import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         # distributed sets its loggers to INFO when imported; its start/stop chatter drowns the
@@ -54,7 +53,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
             logging.getLogger(name).setLevel(logging.WARNING)
 
     if scheduler:
-        client = Client(scheduler)
+        client = Client(scheduler, direct_to_workers=True if is_loopback(scheduler) else None)
         try:
             yield client
         finally:
@@ -68,14 +67,70 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
         workers = workers or max(n_gpu, 1)
         resources = {"GPU": 1}
     workers = workers or os.cpu_count() or 1
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                               dashboard_address=None, resources=resources, silence_logs=logging.ERROR)
-    client = Client(cluster)
+    cluster = local_cluster(workers, threads_per_worker, resources)
+    client = Client(cluster, direct_to_workers=True)
     try:
         yield client
     finally:
         _close_quietly(client, cluster)
+
+
+#: Dask settings of the local clusters screener starts, which have no dashboard: the services
+#: that only feed a dashboard are off or slowed. Each worker's statistical profiler samples the
+#: running task's stack every 10 ms, holding the GIL the task needs; the system monitor polls
+#: psutil in every process twice a second; every server (scheduler, workers, nannies) wakes
+#: every 20 ms to time its own event loop, which only serves a warning when the loop stalls for
+#: seconds. Measured on 2 cores: an idle 1-worker and an idle 2-worker cluster together took 12 %
+#: of a core with Dask's defaults less the profiler, 6 % with the 200-ms tick; with the workers
+#: on every core, this is CPU taken from them (benchmarks/run.py).
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.disk": False,
+    "distributed.admin.tick.interval": "200ms",
+}
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a scheduler address is on this machine's loopback interface.
+
+    Workers of such a scheduler run here too, so the client fetches results from them directly
+    (``direct_to_workers``) rather than through the scheduler, whose CPU then stays with the
+    workers; Dask's default of going through the scheduler suits clients that cannot reach the
+    workers of a remote cluster.
+    """
+    import ipaddress
+
+    from distributed.comm import get_address_host
+
+    try:
+        host = get_address_host(address)
+    except (ValueError, TypeError):
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str, float] | None = None) -> Any:
+    """A LocalCluster of ``workers`` processes, as a screening starts it.
+
+    Args:
+        workers: worker processes.
+        threads_per_worker: threads of each worker, and its OpenMP/torch threads
+            (:func:`worker_environment`).
+        resources: resources of each worker (``{"GPU": 1}`` on a GPU machine).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({**LOCAL_CLUSTER_CONFIG,
+                          "distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
+        return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                            dashboard_address=None, resources=resources, silence_logs=logging.ERROR)
 
 
 #: Loggers of the client process that report a closing connection as a traceback.

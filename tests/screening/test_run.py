@@ -132,3 +132,38 @@ def test_default_task_size_follows_the_device(host_dir):
     # on a GPU a task is one forward pass of 32 bands
     assert default_batch_size("cuda") == 32
     assert len(res.hops) == 4
+
+
+def _worker_settings() -> tuple[str, bool]:
+    import os
+
+    import dask
+
+    return os.environ.get("OMP_NUM_THREADS", ""), bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_local_cluster_workers_hold_one_thread_and_run_no_profiler():
+    # One OpenMP thread per one-thread worker (no oversubscription), and no statistical profiler
+    # stealing the GIL from the task every 10 ms: it only feeds a dashboard these clusters lack.
+    from distributed import Client
+
+    from screener.screening.execution import local_cluster
+
+    cluster = local_cluster(1, 1)
+    try:
+        with Client(cluster) as client:
+            settings = list(client.run(_worker_settings).values())
+    finally:
+        cluster.close()
+    assert settings == [("1", False)]
+
+
+@pytest.mark.parametrize("address, local", [
+    ("tcp://127.0.0.1:8786", True), ("tcp://localhost:8786", True), ("tcp://[::1]:8786", True),
+    ("tcp://10.1.2.3:8786", False), ("tcp://node12:8786", False), ("not an address", False),
+])
+def test_only_a_scheduler_on_this_machine_gets_results_straight_from_its_workers(address, local):
+    # The client of a remote cluster may not reach its workers: results then go through the scheduler.
+    from screener.screening.execution import is_loopback
+
+    assert is_loopback(address) is local
