@@ -145,11 +145,12 @@ class Cluster:
     def __init__(self, n: int, model_dir: str | None):
         from distributed import Client
 
-        from screener.screening.execution import local_cluster
+        from screener.screening.execution import local_cluster, prefer_direct
 
         t0 = time.perf_counter()
         self.cluster = local_cluster(n, 1)
         self.client = Client(self.cluster)
+        prefer_direct(self.client)  # as screen()'s own client of this cluster does
         threads = self.client.run(_warm_worker, model_dir)
         assert all(t == 1 for t in threads.values()), threads
         self.startup_s = time.perf_counter() - t0
@@ -352,7 +353,7 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
     lines += [
         "### Reading the numbers",
         "",
-        "- **Batched over one at a time is about 1.1x, not 10x, on a CPU.** On a CPU each host "
+        "- **Batched over one at a time is about 1.1-1.2x, not 10x, on a CPU.** On a CPU each host "
         "task predicts its own hops (`--batches host`, the CPU default), so `--batch-size` no longer "
         "sets the number of Dask tasks (one per host either way), only the size of the stored "
         "batches and of each tree-model call (~2 ms per hop batched, ~8 ms one at a time). The bands "
@@ -362,15 +363,15 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "- **2 workers over 1** on this 2-core machine: the client process (Dask client and "
         "scheduler, part writing, table assembly) shares the two cores with the 2 workers, while "
         "with 1 worker it runs on the idle second core. The session of 2026-12-06 cut what it "
-        "costs (below); what is left is ~1.3-2.2 s of client CPU per 3-pass run (~0.8-1.0 s of "
-        "it Dask's event loop for 129 tasks, ~1.7 ms a task measured with trivial tasks) and a "
+        "costs (below); what is left is ~1.1-1.4 s of client CPU per 3-pass 2-worker run (most of "
+        "it Dask's event loops for 129 tasks, ~1.7 ms a task measured with trivial tasks) and a "
         "serial tail (table assembly ~0.15 s, the four tables written). The machine's own speed "
-        "drifts by 20-40% from minute to minute (the same configuration ran at 45.6-61.1 hops/s "
-        "within one full run), so the ratio of the medians swings by more than the gap to 1.8x: "
+        "drifts by 20-40% from minute to minute (one configuration's repeats spread by as much "
+        "within one run: see the tables), so the ratio of the medians swings by more than the gap to 1.8x: "
         "the benchmark also reports each round's paired ratio (the configurations of a round run "
         "back to back) and their median, the steadier estimate. With more cores than workers, or "
         "workers on other machines, the client no longer competes.",
-        "- **Memory**: a worker peaks at about 0.6 GiB (model, pymatgen, one batch of bands).",
+        "- **Memory**: a worker peaks at about 0.5-0.6 GiB (model, pymatgen, one batch of bands).",
         "- The machine is shared: single runs vary by 20-40%; the configurations are interleaved "
         "so that a slow spell hits all of them; `--quick` takes the median of 5 repeats, the full "
         "run of 7.",
@@ -414,11 +415,13 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "no worker stack profiler (a sample every 10 ms, holding the GIL the task needs), the "
         "system monitor every 5 s instead of 0.5 s, the event-loop tick every 200 ms instead of "
         "20 ms; an idle 1-worker and 2-worker cluster together took 12% of a core with only the "
-        "profiler off, 6% with the slower tick. A client of a scheduler on this machine fetches "
-        "results from the workers directly, not through the scheduler. Interleaved A/B of the "
-        "profiler and monitor change (fresh clusters per round, 5 rounds): 2 workers over 1 "
-        "1.53 -> 1.97 (ratio of medians). This benchmark after all of it: 1.79 full, 1.83 quick "
-        "(ratio of medians; earlier runs the same evening 1.77-1.79 full, 1.93 quick).",
+        "profiler and monitor changed (a one-off measurement), 6% with the slower tick. A client "
+        "whose workers all listen on this machine's loopback fetches results from them "
+        "directly, not through the scheduler. A one-off interleaved A/B "
+        "of the profiler and monitor change (fresh clusters per round, 5 rounds; script not kept): "
+        "2 workers over 1 1.53 -> 1.97 (ratio of medians); client CPU per 2-worker run then "
+        "1.1-1.4 s (psutil, per thread). This benchmark after all of it: 1.79 full, 1.83 quick "
+        "(ratio of medians; earlier runs the same evening, between the steps: 1.77-1.79 full, 1.93 quick).",
         "",
         "Next candidates: the pathway stage (~40% of the busy time) and the bands and descriptors "
         "(~50%), or a GPU. Grouping several hosts per task would save ~1.7 ms of client CPU per "

@@ -53,7 +53,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
             logging.getLogger(name).setLevel(logging.WARNING)
 
     if scheduler:
-        client = Client(scheduler, direct_to_workers=True if is_loopback(scheduler) else None)
+        client = Client(scheduler)
+        prefer_direct(client)
         try:
             yield client
         finally:
@@ -68,7 +69,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
         resources = {"GPU": 1}
     workers = workers or os.cpu_count() or 1
     cluster = local_cluster(workers, threads_per_worker, resources)
-    client = Client(cluster, direct_to_workers=True)
+    client = Client(cluster)
+    prefer_direct(client)
     try:
         yield client
     finally:
@@ -92,13 +94,7 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
 
 
 def is_loopback(address: str) -> bool:
-    """Whether a scheduler address is on this machine's loopback interface.
-
-    Workers of such a scheduler run here too, so the client fetches results from them directly
-    (``direct_to_workers``) rather than through the scheduler, whose CPU then stays with the
-    workers; Dask's default of going through the scheduler suits clients that cannot reach the
-    workers of a remote cluster.
-    """
+    """Whether a Dask address names this machine's loopback interface (no name lookup)."""
     import ipaddress
 
     from distributed.comm import get_address_host
@@ -107,12 +103,35 @@ def is_loopback(address: str) -> bool:
         host = get_address_host(address)
     except (ValueError, TypeError):
         return False
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def prefer_direct(client: Any) -> bool:
+    """Let ``client`` take results straight from its workers when every worker is on this machine.
+
+    Dask's default sends each result through the scheduler, which suits a client that cannot
+    reach the workers of a remote cluster. Workers listening on this machine's loopback interface
+    (a local cluster) are always reachable, and fetching from them directly keeps the
+    scheduler's CPU for the workers. A scheduler reached through a tunnel (``localhost`` on this
+    side, workers elsewhere) keeps the default, since its workers' addresses are not loopback;
+    so does an explicit ``distributed.client.direct-to-workers`` setting.
+
+    Returns:
+        Whether results now come straight from the workers.
+    """
+    import dask
+
+    if dask.config.get("distributed.client.direct-to-workers", None) is not None:
+        return bool(client.direct_to_workers)
+    workers = client.scheduler_info().get("workers", {})
+    if workers and all(is_loopback(address) for address in workers):
+        client.direct_to_workers = True
+    return bool(client.direct_to_workers)
 
 
 def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str, float] | None = None) -> Any:
@@ -123,6 +142,10 @@ def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str
         threads_per_worker: threads of each worker, and its OpenMP/torch threads
             (:func:`worker_environment`).
         resources: resources of each worker (``{"GPU": 1}`` on a GPU machine).
+
+    Returns:
+        The started ``distributed.LocalCluster`` (without a dashboard), with
+        :data:`LOCAL_CLUSTER_CONFIG` in its scheduler and workers.
     """
     import dask
     from distributed import LocalCluster

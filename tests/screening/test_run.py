@@ -134,36 +134,62 @@ def test_default_task_size_follows_the_device(host_dir):
     assert len(res.hops) == 4
 
 
-def _worker_settings() -> tuple[str, bool]:
+
+def _worker_settings(dask_worker) -> tuple[str, bool, float]:
     import os
 
-    import dask
+    callbacks = dask_worker.periodic_callbacks
+    return os.environ.get("OMP_NUM_THREADS", ""), "profile" in callbacks, callbacks["monitor"].callback_time
 
-    return os.environ.get("OMP_NUM_THREADS", ""), bool(dask.config.get("distributed.worker.profile.enabled"))
 
-
-def test_local_cluster_workers_hold_one_thread_and_run_no_profiler():
-    # One OpenMP thread per one-thread worker (no oversubscription), and no statistical profiler
-    # stealing the GIL from the task every 10 ms: it only feeds a dashboard these clusters lack.
+def test_local_cluster_workers_hold_their_threads_and_run_no_profiler():
+    # OpenMP threads = the worker's threads (no oversubscription), and none of the services that
+    # only feed a dashboard: no statistical profiler stealing the GIL from the task every 10 ms,
+    # the system monitor every 5 s instead of twice a second.
     from distributed import Client
 
     from screener.screening.execution import local_cluster
 
-    cluster = local_cluster(1, 1)
+    cluster = local_cluster(1, 2)
     try:
         with Client(cluster) as client:
             settings = list(client.run(_worker_settings).values())
+            scheduler_monitor_ms = cluster.scheduler.periodic_callbacks["monitor"].callback_time
     finally:
         cluster.close()
-    assert settings == [("1", False)]
+    assert settings == [("2", False, 5000)]
+    assert scheduler_monitor_ms == 5000
+
+
+def test_a_local_cluster_gives_results_straight_from_its_workers():
+    from screener.screening.execution import dask_client
+
+    with dask_client(workers=1) as client:
+        assert client.direct_to_workers is True
+        assert client.submit(sum, [1, 2]).result() == 3
+
+
+class _RemoteClient:
+    direct_to_workers = None
+
+    def scheduler_info(self):
+        # A scheduler reached through a tunnel: localhost here, its workers on other machines.
+        return {"address": "tcp://127.0.0.1:8786", "workers": {"tcp://10.1.2.3:40001": {}, "tcp://127.0.0.1:40002": {}}}
+
+
+def test_results_of_workers_elsewhere_go_through_the_scheduler():
+    from screener.screening.execution import prefer_direct
+
+    client = _RemoteClient()
+    assert prefer_direct(client) is False and client.direct_to_workers is None
 
 
 @pytest.mark.parametrize("address, local", [
     ("tcp://127.0.0.1:8786", True), ("tcp://localhost:8786", True), ("tcp://[::1]:8786", True),
-    ("tcp://10.1.2.3:8786", False), ("tcp://node12:8786", False), ("not an address", False),
+    ("127.0.0.1:40575", True), ("tcp://10.1.2.3:8786", False), ("tcp://node12:8786", False),
+    ("not an address", False),
 ])
-def test_only_a_scheduler_on_this_machine_gets_results_straight_from_its_workers(address, local):
-    # The client of a remote cluster may not reach its workers: results then go through the scheduler.
+def test_loopback_addresses_are_told_apart_from_others(address, local):
     from screener.screening.execution import is_loopback
 
     assert is_loopback(address) is local
