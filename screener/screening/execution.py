@@ -150,10 +150,15 @@ def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str
     import dask
     from distributed import LocalCluster
 
+    # The thread counts go in twice: before the process starts (for the BLAS libraries) and as
+    # the nanny's own environment, which outranks what this process had at the nanny's start (a
+    # shell's OMP_NUM_THREADS=4 would otherwise reach every one-thread worker).
+    threads = {k: str(threads_per_worker) for k in _THREAD_ENV}
     with dask.config.set({**LOCAL_CLUSTER_CONFIG,
                           "distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                            dashboard_address=None, resources=resources, silence_logs=logging.ERROR)
+                            dashboard_address=None, resources=resources, silence_logs=logging.ERROR,
+                            env=threads)
 
 
 #: Loggers of the client process that report a closing connection as a traceback.

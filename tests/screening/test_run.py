@@ -142,14 +142,15 @@ def _worker_settings(dask_worker) -> tuple[str, bool, float]:
     return os.environ.get("OMP_NUM_THREADS", ""), "profile" in callbacks, callbacks["monitor"].callback_time
 
 
-def test_local_cluster_workers_hold_their_threads_and_run_no_profiler():
-    # OpenMP threads = the worker's threads (no oversubscription), and none of the services that
-    # only feed a dashboard: no statistical profiler stealing the GIL from the task every 10 ms,
-    # the system monitor every 5 s instead of twice a second.
+def test_local_cluster_workers_hold_their_threads_and_run_no_profiler(monkeypatch):
+    # OpenMP threads = the worker's threads (no oversubscription), whatever the shell exports, and
+    # none of the services that only feed a dashboard: no statistical profiler stealing the GIL
+    # from the task every 10 ms, the system monitor every 5 s instead of twice a second.
     from distributed import Client
 
     from screener.screening.execution import local_cluster
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
     cluster = local_cluster(1, 2)
     try:
         with Client(cluster) as client:
