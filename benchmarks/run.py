@@ -420,8 +420,9 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "directly, not through the scheduler. A one-off interleaved A/B "
         "of the profiler and monitor change (fresh clusters per round, 5 rounds; script not kept): "
         "2 workers over 1 1.53 -> 1.97 (ratio of medians); client CPU per 2-worker run then "
-        "1.1-1.4 s (psutil, per thread). This benchmark after all of it: 1.79 full, 1.83 quick "
-        "(ratio of medians; earlier runs the same evening, between the steps: 1.77-1.79 full, 1.93 quick).",
+        "1.1-1.4 s (psutil, per thread). This benchmark, ratio of medians, over the runs of that "
+        "evening between and after the steps: 1.77-1.79 full (4 runs), 1.69-1.93 quick (3 runs); "
+        "the tables above are the last of each.",
         "",
         "Next candidates: the pathway stage (~40% of the busy time) and the bands and descriptors "
         "(~50%), or a GPU. Grouping several hosts per task would save ~1.7 ms of client CPU per "
