@@ -285,6 +285,10 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "- `python benchmarks/cv_baselines.py`: cross-validated accuracy of the baselines.",
         "- `python benchmarks/cv_forest_variants.py`: nested CV of forest variants (quantile-regression "
         "forest, leaf sizes, pooled transforms, seeds) against the shipped grid.",
+        "- `python benchmarks/cv_host_symmetry.py`: nested CV of the descriptors with the host's space "
+        "group and crystal system added, over forest seeds (tried, not shipped).",
+        "- `python benchmarks/idle_clusters.py`: CPU an idle local cluster pair takes, Dask's defaults "
+        "against screener's `LOCAL_CLUSTER_CONFIG`.",
         "",
         "## End-to-end screening (`benchmarks/run.py`)",
         "",
@@ -414,8 +418,8 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "benchmark, through the same `local_cluster`) run without what only feeds a dashboard: "
         "no worker stack profiler (a sample every 10 ms, holding the GIL the task needs), the "
         "system monitor every 5 s instead of 0.5 s, the event-loop tick every 200 ms instead of "
-        "20 ms; an idle 1-worker and 2-worker cluster together took 12% of a core with only the "
-        "profiler and monitor changed (a one-off measurement), 6% with the slower tick. A client "
+        "20 ms; an idle 1-worker and 2-worker cluster together take 13% of a core with Dask's "
+        "defaults, 4.5% with these settings (`benchmarks/idle_clusters.py`). A client "
         "whose workers all listen on this machine's loopback fetches results from them "
         "directly, not through the scheduler. A one-off interleaved A/B "
         "of the profiler and monitor change (fresh clusters per round, 5 rounds; script not kept): "

@@ -82,10 +82,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
 #: running task's stack every 10 ms, holding the GIL the task needs; the system monitor polls
 #: psutil in every process twice a second; every server (scheduler, workers, nannies) wakes
 #: every 20 ms to time its own event loop, which only serves a warning when the loop stalls for
-#: seconds. Measured once on 2 cores: an idle 1-worker and an idle 2-worker cluster together
-#: took 12 % of a core with Dask's defaults less the profiler and fast monitor, 6 % with the
-#: 200-ms tick; with the workers on every core, this is CPU taken from them (the 2-workers-over-1
-#: ratio of benchmarks/run.py).
+#: seconds. On 2 cores an idle 1-worker and an idle 2-worker cluster together take 13 % of a
+#: core with Dask's defaults, 4.5 % with these (``benchmarks/idle_clusters.py``); with the
+#: workers on every core, this is CPU taken from them (the 2-workers-over-1 ratio of
+#: ``benchmarks/run.py``).
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "5s",
