@@ -42,7 +42,8 @@ UNKNOWN_SIGMA = 1.0
 #: Candidate parameters of :meth:`Combination.fit`. On the narrower grid of 2026-12-05 (``a``
 #: from 0.5, ``eps`` up to 0.35, ``sigma_neb`` up to 0.45) the fits sat on its edges: CHGNet's and
 #: SevenNet-0's at ``a`` = 0.5 (the trees' spread overstates the fast model's error), SevenNet-0's
-#: and MACE-MP-0's at ``eps`` = 0.35, the pooled fit at ``sigma_neb`` = 0.45. ``eps`` is weakly
+#: and MACE-MP-0's at ``eps`` = 0.35; after a first widening, the pooled fit at ``sigma_neb`` =
+#: 0.45. ``eps`` is weakly
 #: determined by MAE (a handful of outliers decide it).
 GRID: dict[str, tuple[float, ...]] = {
     "a": (0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0),

@@ -134,7 +134,6 @@ def test_default_task_size_follows_the_device(host_dir):
     assert len(res.hops) == 4
 
 
-
 def _worker_settings(dask_worker) -> tuple[str, bool, float]:
     import os
 
