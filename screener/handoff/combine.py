@@ -43,8 +43,7 @@ UNKNOWN_SIGMA = 1.0
 #: from 0.5, ``eps`` up to 0.35, ``sigma_neb`` up to 0.45) the fits sat on its edges: CHGNet's and
 #: SevenNet-0's at ``a`` = 0.5 (the trees' spread overstates the fast model's error), SevenNet-0's
 #: and MACE-MP-0's at ``eps`` = 0.35; after a first widening, the pooled fit at ``sigma_neb`` =
-#: 0.45. ``eps`` is weakly
-#: determined by MAE (a handful of outliers decide it).
+#: 0.45. ``eps`` is weakly determined by MAE (a handful of outliers decide it).
 GRID: dict[str, tuple[float, ...]] = {
     "a": (0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0),
     "sigma_neb": (0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8),
