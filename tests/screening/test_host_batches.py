@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import screener.screening.tasks as tasks_module
 from screener.model.registry import default_model_dir
 from screener.screening.execution import TaskRunner
 from screener.screening.run import screen
-from screener.sources.bundled import catalogue_dir
+from tests.screening.hosts import bundled_host_dir
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 4 hop rows
 
@@ -25,10 +24,7 @@ pytestmark = [pytest.mark.skipif(not (default_model_dir() / "model.json").exists
 
 @pytest.fixture(scope="module")
 def host_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("hosts")
-    for name in HOSTS:
-        shutil.copy(catalogue_dir() / name, d / name)
-    return d
+    return bundled_host_dir(tmp_path_factory, HOSTS)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from screener.core.errors import ScreenerError
 from screener.model.registry import default_model_dir
 from screener.screening.run import screen
 from screener.screening.store import MANIFEST, PARTS_DIR, PartStore
-from screener.sources.bundled import catalogue_dir
+from tests.screening.hosts import bundled_host_dir
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif"]  # 2 hosts x 1 distinct hop x 2 limits = 4 hop rows
 TABLES = ["hops", "structures", "shortlist", "failures"]
@@ -33,11 +33,8 @@ pytestmark = [pytest.mark.skipif(not (default_model_dir() / "model.json").exists
 
 @pytest.fixture(scope="module")
 def host_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("hosts")
-    for name in HOSTS:
-        shutil.copy(catalogue_dir() / name, d / name)
-    (d / "notes.cif").write_text("not a structure\n")  # one failure row, so exit code 3
-    return d
+    # one failure row (notes.cif), so exit code 3
+    return bundled_host_dir(tmp_path_factory, HOSTS, {"notes.cif": b"not a structure\n"})
 
 
 @pytest.fixture(scope="module")

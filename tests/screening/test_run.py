@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ import pytest
 from screener.cli.main import build_parser, main
 from screener.screening.run import screen
 from screener.screening.tables import FAILURE_COLUMNS, HOP_COLUMNS, STRUCTURE_COLUMNS
-from screener.sources.bundled import catalogue_dir
+from tests.screening.hosts import bundled_host_dir
 
 HOSTS = ["MgCr2O4.cif", "MgTi2S4.cif", "LiCoO2.cif"]
 
@@ -21,11 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 @pytest.fixture(scope="module")
 def host_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hosts")
-    for name in HOSTS:
-        shutil.copy(catalogue_dir() / name, d / name)
-    (d / "garbage.cif").write_bytes(b"\x00\x01 this is no structure \xff")
-    return d
+    return bundled_host_dir(tmp_path_factory, HOSTS, {"garbage.cif": b"\x00\x01 this is no structure \xff"})
 
 
 @pytest.fixture(scope="module")
