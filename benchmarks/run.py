@@ -191,18 +191,26 @@ def _pathways_and_bands(item: str, structure: Any, ion: str, source: str, config
     return len(res["hops"])
 
 
-def pathways_run(cluster: Cluster, source: CatalogueSource, ions: list[str]) -> dict[str, Any]:
-    """The pathway and band stages alone over the same hosts (one Dask task per host)."""
-    from screener.pathways.config import PathwayConfig
+def _pathways_and_bands_group(items: list[tuple[str, Any, str, str]], config: Any) -> int:
+    """:func:`_pathways_and_bands` of several hosts in one task, as screen() groups them."""
+    return sum(_pathways_and_bands(item, structure, ion, source, config) for item, structure, ion, source in items)
 
+
+def pathways_run(cluster: Cluster, source: CatalogueSource, ions: list[str]) -> dict[str, Any]:
+    """The pathway and band stages alone over the same hosts, in the same tasks as screen()'s."""
+    from screener.pathways.config import PathwayConfig
+    from screener.screening.execution import guided_groups, total_threads
     from screener.screening.tasks import PackedStructure
 
     config = PathwayConfig()
-    # Packed as screen() packs them: the same transport, so the ratio compares the work.
-    items = [(h.item, PackedStructure.pack(h.structure), ion, source.name, config)
-             for ion in ions for h in source.fetch(ion)]
+    hosts = sorted(((ion, h) for ion in ions for h in source.fetch(ion)), key=lambda x: (ions.index(x[0]), x[1].item))
     t0 = time.perf_counter()
-    futures = [cluster.client.submit(_pathways_and_bands, *it, pure=False) for it in items]
+    # Packed and grouped as screen() packs and groups them: the same transport and the same
+    # number of tasks, so the ratio compares the work.
+    items = [(h.item, PackedStructure.pack(h.structure), ion, source.name) for ion, h in hosts]
+    groups = guided_groups([len(h.structure) for _, h in hosts], total_threads(cluster.client))
+    futures = [cluster.client.submit(_pathways_and_bands_group, [items[i] for i in g], config, pure=False)
+               for g in groups]
     n = sum(cluster.client.gather(futures))
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "hops": n, "hops_per_s": n / wall, "timings_s": {}, "peak_rss_mib": None,

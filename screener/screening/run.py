@@ -33,7 +33,7 @@ from screener.core.progress import progress_bar
 from screener.model.predictor import check_model
 from screener.model.registry import model_fingerprint, model_version_of
 from screener.pathways.config import PathwayConfig
-from screener.screening.execution import TaskRunner, dask_client
+from screener.screening.execution import TaskRunner, dask_client, guided_groups, total_threads
 from screener.screening.keys import batch_key, host_key, pathway_settings, settings_hash
 from screener.screening.store import PARTS_DIR, PartStore, default_out_dir
 from screener.screening.tables import FAILURE_COLUMNS, assemble_tables
@@ -44,6 +44,7 @@ from screener.screening.tasks import (
     failure_message,
     failure_row,
     host_batches,
+    host_group_batches,
     host_pathways,
     predict_batch,
     resolve_device,
@@ -401,13 +402,31 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
                 runner.submit(("host", key), host_pathways, (h.item, packed, h.ion, h.source, pw_config),
                               key=f"host_pathways-{key[:16]}-{run_token}-plain")
 
+        def submit_group(keys: list[str]) -> None:
+            """Several small hosts in one host-and-predict task (see :func:`guided_groups`)."""
+            if len(keys) == 1:
+                submit_host(keys[0], True)
+                return
+            args = [(hosts[k].item, PackedStructure.pack(hosts[k].structure), hosts[k].ion, hosts[k].source)
+                    for k in keys]
+            runner.submit(("group", tuple(keys)), host_group_batches,
+                          (args, pw_config, model_dir, device_used, batch_size),
+                          key=f"host_group-{keys[0][:16]}-{len(keys)}-{run_token}", resources=resources)
+
         stored: dict[str, dict[str, Any]] = {}
+        to_run: list[str] = []
         for key in order:  # host tasks first: their failures show early, batches follow them
             part = store.host(key) if store is not None else None
             if part is not None:
                 stored[key] = part
-                continue
-            submit_host(key, fuse)
+            else:
+                to_run.append(key)
+        if fuse and client is not None:  # small hosts share a task; singles toward the end
+            for group in guided_groups([len(hosts[k].structure) for k in to_run], total_threads(client)):
+                submit_group([to_run[i] for i in group])
+        else:
+            for key in to_run:
+                submit_host(key, fuse)
         for key, part in stored.items():
             counts["hosts_from_parts"] += 1
             if progress is not None:
@@ -415,38 +434,53 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
             emit(batcher.add(key, part))
 
         unfused: set[str] = set()  # hosts whose host-and-predict task failed, run again in two steps
-        for (kind, key), res in runner.results():
-            if kind == "host":
-                h = hosts[key]
-                done: dict[tuple, Any] = {}
-                if isinstance(res, BaseException) and fuse and key not in unfused:
-                    # A crash while predicting (a dying worker, out of memory) must not cost the
-                    # host its hops: find them alone, then predict each batch in a task of its own,
-                    # where a batch that crashes again fails alone, as a model failure.
-                    log.info("%s (%s): host task failed (%s); finding its hops and predicting them apart",
-                             h.item, h.ion, failure_message(res))
-                    unfused.add(key)
-                    submit_host(key, False)
-                    continue
-                if isinstance(res, BaseException):
-                    log.warning("%s (%s): task failed: %s", h.item, h.ion, failure_message(res))
-                    counts["hosts_crashed"] += 1
-                    result = _failed_host(h, res)
+
+        def finish_host(key: str, res: Any) -> None:
+            """Store a host's hops (and the batches its task predicted), or run it again apart."""
+            h = hosts[key]
+            done: dict[tuple, Any] = {}
+            if isinstance(res, BaseException) and fuse and key not in unfused:
+                # A crash while predicting (a dying worker, out of memory) must not cost the
+                # host its hops: find them alone, then predict each batch in a task of its own,
+                # where a batch that crashes again fails alone, as a model failure.
+                log.info("%s (%s): host task failed (%s); finding its hops and predicting them apart",
+                         h.item, h.ion, failure_message(res))
+                unfused.add(key)
+                submit_host(key, False)
+                return
+            if isinstance(res, BaseException):
+                log.warning("%s (%s): task failed: %s", h.item, h.ion, failure_message(res))
+                counts["hosts_crashed"] += 1
+                result = _failed_host(h, res)
+            else:
+                counts["hosts_run"] += 1
+                done = {tuple(tuple(k) for k in b["keys"]): b["result"] for b in res.pop("batches", [])}
+                timings["pathways"] += float(res.get("seconds", 0.0))
+                rss[int(res.get("pid", 0))] = max(rss.get(int(res.get("pid", 0)), 0.0),
+                                                  float(res.get("peak_rss_mib", 0.0)))
+                if store is not None:  # the part's own bytes, as a resumed run reads them
+                    tw = time.perf_counter()
+                    result = json.loads(store.put_host(key, h.item, res))
+                    timings["writing"] += time.perf_counter() - tw
                 else:
-                    counts["hosts_run"] += 1
-                    done = {tuple(tuple(k) for k in b["keys"]): b["result"] for b in res.pop("batches", [])}
-                    timings["pathways"] += float(res.get("seconds", 0.0))
-                    rss[int(res.get("pid", 0))] = max(rss.get(int(res.get("pid", 0)), 0.0),
-                                                      float(res.get("peak_rss_mib", 0.0)))
-                    if store is not None:  # the part's own bytes, as a resumed run reads them
-                        tw = time.perf_counter()
-                        result = json.loads(store.put_host(key, h.item, res))
-                        timings["writing"] += time.perf_counter() - tw
-                    else:
-                        result = _json_roundtrip(res)
-                if progress is not None:
-                    progress.advance(bar_hosts)
-                emit(batcher.add(key, result), done)
+                    result = _json_roundtrip(res)
+            if progress is not None:
+                progress.advance(bar_hosts)
+            emit(batcher.add(key, result), done)
+
+        for (kind, key), res in runner.results():
+            if kind == "group":
+                if isinstance(res, BaseException):
+                    # One of them may be what crashed the worker: each host goes on alone.
+                    log.info("a task of %d hosts failed (%s); running each host in a task of its own",
+                             len(key), failure_message(res))
+                    for k in key:
+                        submit_host(k, True)
+                else:
+                    for k, r in zip(key, res, strict=True):
+                        finish_host(k, r)
+            elif kind == "host":
+                finish_host(key, res)
             else:
                 finish_batch(key, res)
         timings["screening_wall"] = time.perf_counter() - t_wall

@@ -209,6 +209,22 @@ def host_batches(item: str, structure, ion: str, source: str, config: PathwayCon
     return out
 
 
+def host_group_batches(hosts: list[tuple[str, Any, str, str]], config: PathwayConfig, model_dir: str | None,
+                       device: str = "cpu", batch_size: int = 8) -> list[dict[str, Any]]:
+    """:func:`host_batches` of several small hosts in one task, one after the other.
+
+    Args:
+        hosts: ``(item, structure, ion, source)`` of each host (structure packed or not).
+        config, model_dir, device, batch_size: as for :func:`host_batches`.
+
+    Returns:
+        One :func:`host_batches` mapping per host, in order. A MemoryError fails the whole task
+        (the caller then runs each host in a task of its own).
+    """
+    return [host_batches(item, structure, ion, source, config, model_dir, device, batch_size)
+            for item, structure, ion, source in hosts]
+
+
 def build_spec_band(spec: BandSpec, cache: dict[int, Any] | None = None):
     """The band of a :class:`BandSpec` (the cell is rebuilt once per ``cache``)."""
     from pymatgen.core import Lattice, Structure

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,63 @@ def test_tables_do_not_depend_on_the_order_host_tasks_finish(host_dir, monkeypat
     assert list(reversed_run.failures["item"]) == list(in_order.failures["item"])
     _same(in_order, reversed_run)
     np.testing.assert_array_equal(in_order.hops["predicted_em_eV"].isna(), reversed_run.hops["predicted_em_eV"].isna())
+
+
+# ----------------------------------------------------------------------------- hosts sharing a task
+def test_small_hosts_share_tasks_and_the_last_ones_go_alone():
+    from screener.screening.execution import GROUP_GUIDE, GROUP_HOSTS, GROUP_SITES, guided_groups
+
+    sizes = [5, 12, 28, 56, 200, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4] * 4
+    groups = guided_groups(sizes, threads=2)
+    assert [i for g in groups for i in g] == list(range(len(sizes)))  # every host once, in order
+    assert len(groups) < len(sizes)  # fewer tasks...
+    for g in groups:  # ...none too large (a host above the limit goes alone)
+        assert len(g) <= GROUP_HOSTS and (len(g) == 1 or sum(sizes[i] for i in g) <= GROUP_SITES)
+    # No worker waits on another's last large task: the hosts left at the end go one per task.
+    tail = GROUP_GUIDE * 2
+    assert all(len(g) == 1 for g in groups if g[0] >= len(sizes) - tail)
+    # As many worker threads as hosts: nothing to share.
+    assert all(len(g) == 1 for g in guided_groups(sizes, threads=len(sizes)))
+    assert guided_groups([], threads=2) == []
+
+
+@pytest.fixture(scope="module")
+def cluster_address():
+    from screener.screening.execution import local_cluster
+
+    cluster = local_cluster(2, 1)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def _one_group(sizes, threads):
+    return [list(range(len(sizes)))]
+
+
+def test_hosts_sharing_a_task_give_the_tables_of_one_task_each(host_dir, reference, cluster_address, monkeypatch):
+    monkeypatch.setattr(run_module, "guided_groups", _one_group)
+    res = screen("Mg", str(host_dir), scheduler=cluster_address, batch_size=1)
+    assert res.run_info["resume"]["hosts_run"] == 2 and res.run_info["resume"]["batches_run"] == 4
+    _same(reference, res)
+
+
+def _group_crashes(*args, **kwargs):
+    raise MemoryError("the worker ran out of memory")
+
+
+def test_a_shared_task_that_crashes_runs_each_host_alone(host_dir, reference, cluster_address, monkeypatch):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        monkeypatch.setattr(run_module, "guided_groups", _one_group)
+        monkeypatch.setattr(run_module, "host_group_batches", _group_crashes)
+        res = screen("Mg", str(host_dir), scheduler=cluster_address, batch_size=1)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    info = res.run_info["resume"]
+    assert info["hosts_crashed"] == 0 and info["hosts_run"] == 2 and info["batches_run"] == 4
+    assert res.exit_code == 0
+    _same(reference, res)
