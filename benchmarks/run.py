@@ -348,6 +348,9 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "group and crystal system added, over forest seeds (tried, not shipped).",
         "- `python benchmarks/idle_clusters.py`: CPU an idle local cluster pair takes, Dask's defaults "
         "against screener's `LOCAL_CLUSTER_CONFIG`.",
+        "- `python benchmarks/cv_targets_and_blends.py`: nested CV of a boosted-trees blend, an "
+        "ion-relative target, principal components and bootstrapped trees against the shipped "
+        "grid (tried, not shipped).",
         "",
         "## End-to-end screening (`benchmarks/run.py`)",
         "",
