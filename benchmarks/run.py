@@ -506,10 +506,12 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "group whose worker dies is run again host by host, so a bad input still fails alone. "
         "A 3-pass run is 55 tasks instead of 129; client CPU per 2-worker run ~1.0 -> ~0.6 s "
         "(psutil, 3 runs each, same machine); in the quick run the 2-worker runs' busy seconds "
-        "equal the 1-worker runs' (9.9 against 10.0 s; before: +10%, the client's share). "
-        "Ratio of the medians over the four runs after the change: quick 1.98 and 1.92, full "
-        "1.68 (a slow spell of the machine, above) and 1.85. The pathways-only stage is grouped "
-        "the same way, so `screen_over_pathways` still compares the same tasks.",
+        "equal the 1-worker runs' (9.9 against 10.0 s; before: +10%, the client's share; in the "
+        "tables above, +9-10% again). Ratio of the medians over the six runs after the change, "
+        "in order: quick 1.98, full 1.68 (a slow spell of the machine, above), full 1.85, quick "
+        "1.92, full 1.80, quick 1.78 (the tables above); mean 1.84, against 1.69-1.93 before. "
+        "The pathways-only stage is grouped the same way, so `screen_over_pathways` still "
+        "compares the same tasks.",
         "",
         "Next candidates: the pathway stage (~37% of the busy time) and the bands and descriptors "
         "(~49%), or a GPU.",
