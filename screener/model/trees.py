@@ -296,8 +296,10 @@ class ForestModel:
         if self._trees is None:
             raise RuntimeError("model is not fitted")
         t = self._trees
-        leaves = _walk_trees(X, t["offsets"], t["feature_idx"], t["threshold"], t["left"], t["right"],
-                             t["left"] < 0, None)
+        # scikit-learn grows and walks its trees on float32 features: a value within float32
+        # rounding of a threshold goes the way the fitted tree sends it only in float32.
+        leaves = _walk_trees(np.asarray(X, dtype=np.float32), t["offsets"], t["feature_idx"], t["threshold"],
+                             t["left"], t["right"], t["left"] < 0, None)
         return t["value"][leaves]
 
     def _center(self, leaf_values: np.ndarray) -> np.ndarray:

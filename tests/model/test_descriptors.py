@@ -174,6 +174,33 @@ def test_forest_model_predicts_what_sklearn_predicts_and_round_trips(tmp_path):
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
 
 
+def test_forest_model_routes_a_value_next_to_a_threshold_as_sklearn_does():
+    # sklearn compares float32 features with its thresholds: a float64 value just above a
+    # threshold whose float32 rounding is at or below it goes left there, and must here too.
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from screener.model.descriptors import FEATURE_NAMES
+    from screener.model.trees import DEFAULT_FOREST_PARAMS, ForestModel
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, len(FEATURE_NAMES)))
+    y = np.abs(X[:, 0]) + 0.1 * rng.random(60)
+    for seed in range(50):  # a one-tree forest whose root threshold has such a neighbour
+        params = {**DEFAULT_FOREST_PARAMS, "n_estimators": 1, "random_state": seed}
+        ref = ExtraTreesRegressor(**params).fit(X, np.sqrt(y))
+        root = ref.estimators_[0].tree_
+        f, t = int(root.feature[0]), float(root.threshold[0])
+        x = np.nextafter(t, np.inf)
+        if np.float32(x) <= t:
+            break
+    else:
+        pytest.fail("no threshold with a float32 neighbour above it")
+    row = X[:1].copy()
+    row[0, f] = x
+    model = ForestModel(n_estimators=1, random_state=seed).fit(X, y)
+    np.testing.assert_allclose(model.predict(row), ref.predict(row) ** 2, rtol=1e-12)
+
+
 def test_forest_sqrt_transform_and_tree_spread(tmp_path):
     from sklearn.ensemble import ExtraTreesRegressor
 
