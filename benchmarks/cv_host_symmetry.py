@@ -28,17 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.ensemble import ExtraTreesRegressor
 
 if TYPE_CHECKING:
     from screener.core.band import Band
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARES = (0.5, 0.7, 1.0)
-TRANSFORMS = {
-    "sqrt": (lambda v: np.sqrt(np.clip(v, 0, None)), lambda r: np.square(np.clip(r, 0, None))),
-    "log1p": (lambda v: np.log1p(np.clip(v, 0, None)), lambda r: np.clip(np.expm1(r), 0, None)),
-}
+TRANSFORMS = ("sqrt", "log1p")
 #: Last space-group number of each crystal system, triclinic to hexagonal (cubic: the rest).
 SYSTEM_ENDS = (2, 15, 74, 142, 167, 194)
 
@@ -58,12 +54,22 @@ def host_symmetry(band: Band, symprec: float = 0.3) -> tuple[float, float]:
     return float(number), float(np.searchsorted(SYSTEM_ENDS, number))
 
 
-def _fit_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, share: float, transform: str,
-                 seed: int) -> np.ndarray:
-    forward, inverse = TRANSFORMS[transform]
-    est = ExtraTreesRegressor(n_estimators=200, max_features=share, random_state=seed, n_jobs=1)
-    est.fit(Xtr, forward(ytr))
-    return inverse(np.median(np.stack([t.predict(Xte) for t in est.estimators_], axis=1), axis=1))
+def forest_predict(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, share: float, transform: str,
+                   seed: int, **params: Any) -> np.ndarray:
+    """em-band v3.1's forest (:class:`ForestModel`, median of 200 extra-trees) fitted on ``Xtr``.
+
+    Args:
+        Xtr, ytr: training descriptors (any number of columns) and barriers (eV).
+        Xte: descriptors to predict.
+        share, transform: ``max_features`` and the target transform.
+        seed: the forest's random seed.
+        **params: other ``ExtraTreesRegressor`` settings (e.g. ``bootstrap``).
+    """
+    from screener.model.trees import ForestModel
+
+    model = ForestModel(transform=transform, aggregate="median", max_features=share, random_state=seed, **params)
+    model.feature_names = [f"x{i}" for i in range(Xtr.shape[1])]  # descriptors plus the variant's columns
+    return model.fit(Xtr, ytr).predict(Xte)
 
 
 def _outer(X: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int, seed: int) -> tuple[int, np.ndarray, tuple]:
@@ -71,10 +77,10 @@ def _outer(X: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int, seed: int) ->
     Xo, yo, fo = X[fold != k], y[fold != k], fold[fold != k]
     scores = {}
     for share, tr in itertools.product(SHARES, TRANSFORMS):
-        scores[(share, tr)] = sum(float(np.abs(_fit_predict(Xo[fo != j], yo[fo != j], Xo[fo == j], share, tr, seed)
+        scores[(share, tr)] = sum(float(np.abs(forest_predict(Xo[fo != j], yo[fo != j], Xo[fo == j], share, tr, seed)
                                                - yo[fo == j]).sum()) for j in np.unique(fo)) / len(yo)
     best = min(scores, key=scores.get)
-    return k, _fit_predict(Xo, yo, X[fold == k], *best, seed), best
+    return k, forest_predict(Xo, yo, X[fold == k], *best, seed), best
 
 
 def nested_mae(X: np.ndarray, y: np.ndarray, fold: np.ndarray, seed: int, jobs: int = 2) -> tuple[float, list]:

@@ -34,15 +34,12 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.decomposition import PCA
-from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.preprocessing import StandardScaler
 
+from cv_host_symmetry import SHARES, TRANSFORMS, forest_predict  # the shipped grid and forest
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARES = (0.5, 0.7, 1.0)
-TRANSFORMS = {
-    "sqrt": (lambda v: np.sqrt(np.clip(v, 0, None)), lambda r: np.square(np.clip(r, 0, None))),
-    "log1p": (lambda v: np.log1p(np.clip(v, 0, None)), lambda r: np.clip(np.expm1(r), 0, None)),
-}
 VARIANTS = ("shipped", "hgb_blend", "ion_ratio", "pca10", "bootstrap")
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 ION_Z = 0  # column of the working ion's atomic number in the descriptors
@@ -50,8 +47,7 @@ ION_Z = 0  # column of the working ion's atomic number in the descriptors
 
 def trees(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, share: float, transform: str, seed: int,
           variant: str) -> np.ndarray:
-    """The median of 200 extra-trees fitted on ``Xtr`` (as changed by ``variant``) at ``Xte``."""
-    forward, inverse = TRANSFORMS[transform]
+    """em-band v3.1's forest fitted on ``Xtr`` (as changed by ``variant``), predicting ``Xte``."""
     scale_tr, scale_te = np.ones(len(ytr)), np.ones(len(Xte))
     if variant == "ion_ratio":
         med = {z: float(np.median(ytr[Xtr[:, ION_Z] == z])) for z in np.unique(Xtr[:, ION_Z])}
@@ -62,10 +58,8 @@ def trees(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, share: float, trans
         pca = PCA(10, random_state=0).fit(scaler.transform(Xtr))
         Xtr = np.column_stack([Xtr, pca.transform(scaler.transform(Xtr))])
         Xte = np.column_stack([Xte, pca.transform(scaler.transform(Xte))])
-    est = ExtraTreesRegressor(n_estimators=200, max_features=share, random_state=seed, n_jobs=1,
-                              bootstrap=variant == "bootstrap")
-    est.fit(Xtr, forward(ytr / scale_tr))
-    return inverse(np.median(np.stack([t.predict(Xte) for t in est.estimators_], axis=1), axis=1)) * scale_te
+    pred = forest_predict(Xtr, ytr / scale_tr, Xte, share, transform, seed, bootstrap=variant == "bootstrap")
+    return pred * scale_te
 
 
 def boosted(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, seed: int) -> np.ndarray:
