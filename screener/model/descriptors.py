@@ -1,6 +1,6 @@
 """Hand-made, physically motivated descriptors of a migration band.
 
-:func:`band_features` turns one :class:`~screener.core.band.Band` into a flat mapping of ~60 floats:
+:func:`band_features` turns one :class:`~screener.core.band.Band` into a flat mapping of 82 floats:
 
 * the migrating ion (atomic number, mass, charge, Shannon radius, electronegativity) and the hop
   length;
@@ -14,7 +14,11 @@
 * the nearest other working ion (same element as the migrating ion) in the host;
 * host chemistry: volume and mass density, anion make-up, electronegativity statistics;
 * (version 2) the bond-valence, electrostatic and steric profile of the hop along a path allowed
-  to bend around the host (:mod:`screener.model.profile`).
+  to bend around the host (:mod:`screener.model.profile`);
+* (version 3) the framework the ion moves through: how many anions coordinate the host's other
+  cations (tetrahedral polyanion centres and chains, octahedral layers and spinels, larger
+  cages), as their mean and the shares at four, six and seven or more, and how many of the host's
+  atoms are such cations.
 
 Anions are guessed simply: the most electronegative host element is always an anion, and any other
 host element among O, S, Se, Te, F, Cl, Br, I, N whose Pauling electronegativity is within 0.8 of
@@ -40,14 +44,14 @@ from screener.core.band import Band
 from screener.core.chemistry import anion_elements
 from screener.model.profile import PROFILE_NAMES, bond_valence_r0, path_profile
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
-#: Elements that may act as anions (when electronegative enough relative to the host's most
-#: electronegative element).
+#: Framework descriptors (version 3), see :func:`_framework`.
+FRAMEWORK_NAMES: tuple[str, ...] = ("fw_cn_mean", "fw_frac_cn4", "fw_frac_cn6", "fw_frac_cn7", "fw_cation_frac")
 
-
-#: A candidate is an anion when its electronegativity is within this of the host's maximum.
+#: Radius (Å) within which a framework cation's anions are counted.
+FRAMEWORK_RADIUS = 3.3
 
 
 #: Radius (Å) of the ``sum 1/r`` electrostatic-like terms.
@@ -135,6 +139,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "cation_X_mean",
     "n_elements",
     *PROFILE_NAMES,
+    *FRAMEWORK_NAMES,
 )
 
 
@@ -193,6 +198,34 @@ def _neighbours(
     )
     pos = points[pi] + np.asarray(img, dtype=float) @ lattice
     return ci.astype(int), pi.astype(int), pos, dist
+
+
+def _framework(host_cart: np.ndarray, lattice: np.ndarray, host_sym: np.ndarray, is_anion: np.ndarray,
+               ion: str) -> dict[str, float]:
+    """Coordination of the framework: the host's cations other than the working ion.
+
+    A framework cation's coordination number counts the anions within :data:`CN_FACTOR` of its
+    nearest anion (none within :data:`FRAMEWORK_RADIUS`: 0). Returns the mean, the shares of
+    cations at 4 or fewer, exactly 6 and 7 or more, and framework cations per host atom; all 0
+    for a host without framework cations.
+    """
+    fw = np.flatnonzero(~is_anion & (host_sym != ion))
+    if fw.size == 0:
+        return dict.fromkeys(FRAMEWORK_NAMES, 0.0)
+    ci, pi, _, dist = _neighbours(host_cart, host_cart[fw], lattice, FRAMEWORK_RADIUS)
+    cn = np.zeros(fw.size)
+    on_anion = is_anion[pi]
+    for k in range(fw.size):
+        d = dist[(ci == k) & on_anion]
+        if d.size:
+            cn[k] = float(np.sum(d <= CN_FACTOR * d.min()))
+    return {
+        "fw_cn_mean": float(cn.mean()),
+        "fw_frac_cn4": float(np.mean(cn <= 4)),
+        "fw_frac_cn6": float(np.mean(cn == 6)),
+        "fw_frac_cn7": float(np.mean(cn >= 7)),
+        "fw_cation_frac": fw.size / len(host_sym),
+    }
 
 
 def _nth(values: np.ndarray, n: int, fill: float) -> float:
@@ -391,6 +424,8 @@ def band_features(band: Band) -> dict[str, float]:
     charge = np.array([0.0 if a else _element_data(e)["charge_pos"] for e, a in zip(host_sym, is_anion)])
     feats.update(path_profile(img_cart[0], img_cart[-1], lattice, host_cart, is_anion, r0, charge, radii,
                               max(ion_d["charge_pos"], 1.0), ion_d["radius_pos"]))
+
+    feats.update(_framework(host_cart, lattice, host_sym, is_anion, ion))
 
     return {name: feats[name] for name in FEATURE_NAMES}
 

@@ -89,6 +89,27 @@ def test_handmade_band_features() -> None:
     assert f["wi_frac"] == 0.0
 
 
+def test_framework_coordination_tells_octahedral_from_polyanion_frameworks() -> None:
+    # Rock salt: every framework cation (Mg) sits in an octahedron.
+    f = band_features(_rocksalt_band())
+    assert f["fw_cn_mean"] == 6
+    assert (f["fw_frac_cn4"], f["fw_frac_cn6"], f["fw_frac_cn7"]) == (0.0, 1.0, 0.0)
+    assert f["fw_cation_frac"] == pytest.approx(30 / 62)
+    # Olivine LiFePO4: half the framework cations are PO4 tetrahedra, half FeO6 octahedra; the Li
+    # (the working ion) is not framework.
+    from screener.sources.bundled import catalogue_dir
+
+    lfp = Structure.from_file(catalogue_dir() / "LiFePO4.cif")
+    li = [i for i, s in enumerate(lfp) if s.specie.symbol == "Li"]
+    host = lfp.copy()
+    host.remove_sites(li[:2])
+    band = Band.from_host(host, "Li", lfp[li[0]].frac_coords, lfp[li[1]].frac_coords)
+    f = band_features(band)
+    assert f["fw_frac_cn4"] == 0.5 and f["fw_frac_cn6"] == 0.5
+    assert f["fw_cn_mean"] == 5
+    assert f["fw_cation_frac"] == pytest.approx(8 / 26)
+
+
 def test_ion_midway_between_two_anions() -> None:
     # A single S pair along x; the ion hops along y through the point midway between them.
     lat = Lattice.cubic(12.0)
