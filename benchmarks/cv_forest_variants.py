@@ -1,5 +1,8 @@
 """Nested CV of forest variants against em-band v3.1's grid, on the descriptors the model carries.
 
+The results in ``benchmarks/results/`` were recorded against em-band v3.1 (descriptors v2); run again,
+the script reads the shipped model's training set, descriptors v3 since em-band v3.2.
+
 Reads ``training_set.npz`` of a model directory (descriptors v2, targets and the 5 outer folds of
 ``screener train``), so it needs neither the dataset nor the descriptor code. The inner CV of each
 outer fold runs over that fold's other 4 folds, as ``screener train`` does; a setting is picked per

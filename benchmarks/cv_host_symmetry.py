@@ -1,5 +1,8 @@
 """Nested CV: does the host's symmetry add to em-band v3.1's descriptors? (tried; not shipped)
 
+The results in ``benchmarks/results/`` were recorded against em-band v3.1 (descriptors v2); run again,
+the script reads the shipped model's training set, descriptors v3 since em-band v3.2.
+
 The descriptors describe the hop and its neighbourhood; nothing in them names the framework
 (spinel, olivine, layered...). This adds two numbers computable from any band: the space group of
 the band's host with the ion at both end points (spglib through pymatgen, ``symprec`` 0.3 Å, so the

@@ -1,5 +1,8 @@
 """Nested CV of four more changes to em-band v3.1's trees (tried 2026-12-07; none shipped).
 
+The results in ``benchmarks/results/`` were recorded against em-band v3.1 (descriptors v2); run again,
+the script reads the shipped model's training set, descriptors v3 since em-band v3.2.
+
 Reads ``training_set.npz`` of a model directory (descriptors v2, targets and the 5 outer folds of
 ``screener train``). Every variant keeps the shipped grid (``max_features`` 0.5/0.7/1.0 x sqrt or
 log1p target, the median of 200 extra-trees), picked per outer fold by the inner CV over that
