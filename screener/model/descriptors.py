@@ -1,6 +1,6 @@
 """Hand-made, physically motivated descriptors of a migration band.
 
-:func:`band_features` turns one :class:`~screener.core.band.Band` into a flat mapping of 82 floats:
+:func:`band_features` turns one :class:`~screener.core.band.Band` into a flat mapping of 84 floats:
 
 * the migrating ion (atomic number, mass, charge, Shannon radius, electronegativity) and the hop
   length;
@@ -17,8 +17,9 @@
   to bend around the host (:mod:`screener.model.profile`);
 * (version 3) the framework the ion moves through: how many anions coordinate the host's other
   cations (tetrahedral polyanion centres and chains, octahedral layers and spinels, larger
-  cages), as their mean and the shares at four, six and seven or more, and how many of the host's
-  atoms are such cations.
+  cages), as their mean and the shares at four, six and seven or more, how many of the host's
+  atoms are such cations, and how their polyhedra connect (edge- or face- against corner-sharing
+  neighbours).
 
 Anions are guessed simply: the most electronegative host element is always an anion, and any other
 host element among O, S, Se, Te, F, Cl, Br, I, N whose Pauling electronegativity is within 0.8 of
@@ -48,7 +49,8 @@ FEATURE_VERSION = 3
 
 
 #: Framework descriptors (version 3), see :func:`_framework`.
-FRAMEWORK_NAMES: tuple[str, ...] = ("fw_cn_mean", "fw_frac_cn4", "fw_frac_cn6", "fw_frac_cn7", "fw_cation_frac")
+FRAMEWORK_NAMES: tuple[str, ...] = ("fw_cn_mean", "fw_frac_cn4", "fw_frac_cn6", "fw_frac_cn7", "fw_cation_frac",
+                                     "fw_edge_neighbours", "fw_corner_neighbours")
 
 #: Radius (Å) within which a framework cation's anions are counted.
 FRAMEWORK_RADIUS = 3.3
@@ -202,29 +204,59 @@ def _neighbours(
 
 def _framework(host_cart: np.ndarray, lattice: np.ndarray, host_sym: np.ndarray, is_anion: np.ndarray,
                ion: str) -> dict[str, float]:
-    """Coordination of the framework: the host's cations other than the working ion.
+    """Coordination and connectivity of the framework: the host's cations other than the working ion.
 
-    A framework cation's coordination number counts the anions within :data:`CN_FACTOR` of its
-    nearest anion (none within :data:`FRAMEWORK_RADIUS`: 0). Returns the mean, the shares of
-    cations at 4 or fewer, exactly 6 and 7 or more, and framework cations per host atom; all 0
-    for a host without framework cations.
+    A framework cation's anions are those within :data:`CN_FACTOR` of its nearest anion (searched
+    up to :data:`FRAMEWORK_RADIUS`; none: coordination 0). Two framework polyhedra (periodic
+    images apart included) that share two or more anions share an edge or a face; one anion, a
+    corner. Returns the mean coordination, the shares of cations at 4 or fewer, exactly 6 and 7
+    or more, framework cations per host atom, and the mean number of edge- or face-sharing and of
+    corner-sharing framework neighbours per framework cation (layered and spinel MO6 share
+    edges; olivine's PO4 and the open NASICON and garnet frameworks share corners); all 0 for a
+    host without framework cations.
     """
     fw = np.flatnonzero(~is_anion & (host_sym != ion))
     if fw.size == 0:
         return dict.fromkeys(FRAMEWORK_NAMES, 0.0)
-    ci, pi, _, dist = _neighbours(host_cart, host_cart[fw], lattice, FRAMEWORK_RADIUS)
+    ci, pi, img, dist = find_points_in_spheres(
+        np.ascontiguousarray(host_cart, dtype=float),
+        np.ascontiguousarray(host_cart[fw], dtype=float),
+        float(FRAMEWORK_RADIUS),
+        np.array([1, 1, 1], dtype=np.int64),
+        np.ascontiguousarray(lattice, dtype=float),
+        1e-8,
+    )
+    ci, pi = ci.astype(int), pi.astype(int)
+    img = np.rint(np.asarray(img, dtype=float)).astype(int)
     cn = np.zeros(fw.size)
-    on_anion = is_anion[pi]
+    # Anion (index, home cell) -> the framework cations bonded to it, each as (cation, its cell).
+    bonded: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
     for k in range(fw.size):
-        d = dist[(ci == k) & on_anion]
-        if d.size:
-            cn[k] = float(np.sum(d <= CN_FACTOR * d.min()))
+        m = np.flatnonzero((ci == k) & is_anion[pi])
+        if not m.size:
+            continue
+        near = m[dist[m] <= CN_FACTOR * dist[m].min()]
+        cn[k] = float(near.size)
+        for j in near:
+            bonded.setdefault(int(pi[j]), []).append((k, tuple(-img[j])))
+    shared: dict[tuple[int, int, tuple[int, ...]], int] = {}
+    for cations in bonded.values():
+        for k, cell_k in cations:
+            for j, cell_j in cations:
+                if (k, cell_k) != (j, cell_j):
+                    key = (k, j, tuple(np.subtract(cell_j, cell_k)))
+                    shared[key] = shared.get(key, 0) + 1
+    edge, corner = np.zeros(fw.size), np.zeros(fw.size)
+    for (k, _, _), n in shared.items():
+        (edge if n >= 2 else corner)[k] += 1
     return {
         "fw_cn_mean": float(cn.mean()),
         "fw_frac_cn4": float(np.mean(cn <= 4)),
         "fw_frac_cn6": float(np.mean(cn == 6)),
         "fw_frac_cn7": float(np.mean(cn >= 7)),
         "fw_cation_frac": fw.size / len(host_sym),
+        "fw_edge_neighbours": float(edge.mean()),
+        "fw_corner_neighbours": float(corner.mean()),
     }
 
 

@@ -51,7 +51,7 @@ def _members_text(meta: dict, tc: dict, cv: dict) -> str:
     trees = (f"- {n_trees} descriptor tree models ({_tree_text(tc)}; exported to plain arrays) on band descriptors "
              "(hop length, ion–host distances along the path, ion and host chemistry, and from descriptor "
              "version 2 the bond-valence, electrostatic and steric profile along a path allowed to bend, from "
-             "version 3 how many anions coordinate the framework's cations), "
+             "version 3 the framework's coordination and how its polyhedra share edges and corners), "
              "one per fold.")
     chosen = [(p.get("transform"), p.get("aggregate", "mean")) for p in meta.get("tree_params") or []]
     if chosen:

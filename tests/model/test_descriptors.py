@@ -89,12 +89,16 @@ def test_handmade_band_features() -> None:
     assert f["wi_frac"] == 0.0
 
 
-def test_framework_coordination_tells_octahedral_from_polyanion_frameworks() -> None:
+def test_framework_coordination_and_connectivity_of_rock_salt_and_olivine() -> None:
     # Rock salt: every framework cation (Mg) sits in an octahedron.
     f = band_features(_rocksalt_band())
     assert f["fw_cn_mean"] == 6
     assert (f["fw_frac_cn4"], f["fw_frac_cn6"], f["fw_frac_cn7"]) == (0.0, 1.0, 0.0)
     assert f["fw_cation_frac"] == pytest.approx(30 / 62)
+    # MgO6 octahedra share edges with 12 others and corners with 6; with two Mg out (themselves
+    # edge neighbours) 169 edge and 84 corner pairs remain among 30 Mg.
+    assert f["fw_edge_neighbours"] == pytest.approx(2 * 169 / 30)
+    assert f["fw_corner_neighbours"] == pytest.approx(2 * 84 / 30)
     # Olivine LiFePO4: half the framework cations are PO4 tetrahedra, half FeO6 octahedra; the Li
     # (the working ion) is not framework.
     from screener.sources.bundled import catalogue_dir
@@ -108,6 +112,10 @@ def test_framework_coordination_tells_octahedral_from_polyanion_frameworks() -> 
     assert f["fw_frac_cn4"] == 0.5 and f["fw_frac_cn6"] == 0.5
     assert f["fw_cn_mean"] == 5
     assert f["fw_cation_frac"] == pytest.approx(8 / 26)
+    # Each FeO6 shares one edge with a PO4 and corners with 4 FeO6 and 4 PO4; each PO4 shares
+    # corners with 4 FeO6.
+    assert f["fw_edge_neighbours"] == pytest.approx(1.0)
+    assert f["fw_corner_neighbours"] == pytest.approx(6.0)
 
 
 def test_ion_midway_between_two_anions() -> None:
