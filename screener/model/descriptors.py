@@ -181,14 +181,14 @@ def _site_symbols(band: Band) -> list[str]:
 
 
 
-def _neighbours(
+def _pairs(
     points: np.ndarray, centres: np.ndarray, lattice: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Periodic neighbours of ``centres`` among ``points`` (all Cartesian) within ``radius``.
 
     Returns:
-        centre index, point index, Cartesian position of the (periodic image of the) point, and
-        distance, one row per pair.
+        centre index, point index, lattice image of the point (integer offsets), and distance,
+        one row per pair.
     """
     ci, pi, img, dist = find_points_in_spheres(
         np.ascontiguousarray(points, dtype=float),
@@ -198,8 +198,15 @@ def _neighbours(
         np.ascontiguousarray(lattice, dtype=float),
         1e-8,
     )
-    pos = points[pi] + np.asarray(img, dtype=float) @ lattice
-    return ci.astype(int), pi.astype(int), pos, dist
+    return ci.astype(int), pi.astype(int), np.rint(np.asarray(img, dtype=float)).astype(int), dist
+
+
+def _neighbours(
+    points: np.ndarray, centres: np.ndarray, lattice: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_pairs`, with the Cartesian position of the (periodic image of the) point in place of its image."""
+    ci, pi, img, dist = _pairs(points, centres, lattice, radius)
+    return ci, pi, points[pi] + img.astype(float) @ lattice, dist
 
 
 def _framework(host_cart: np.ndarray, lattice: np.ndarray, host_sym: np.ndarray, is_anion: np.ndarray,
@@ -218,16 +225,7 @@ def _framework(host_cart: np.ndarray, lattice: np.ndarray, host_sym: np.ndarray,
     fw = np.flatnonzero(~is_anion & (host_sym != ion))
     if fw.size == 0:
         return dict.fromkeys(FRAMEWORK_NAMES, 0.0)
-    ci, pi, img, dist = find_points_in_spheres(
-        np.ascontiguousarray(host_cart, dtype=float),
-        np.ascontiguousarray(host_cart[fw], dtype=float),
-        float(FRAMEWORK_RADIUS),
-        np.array([1, 1, 1], dtype=np.int64),
-        np.ascontiguousarray(lattice, dtype=float),
-        1e-8,
-    )
-    ci, pi = ci.astype(int), pi.astype(int)
-    img = np.rint(np.asarray(img, dtype=float)).astype(int)
+    ci, pi, img, dist = _pairs(host_cart, host_cart[fw], lattice, FRAMEWORK_RADIUS)
     cn = np.zeros(fw.size)
     # Anion (index, home cell) -> the framework cations bonded to it, each as (cation, its cell).
     bonded: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
