@@ -61,7 +61,7 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_bytes_atomic(data: bytes, path: Path, durable: bool = True, make_parents: bool = True) -> None:
+def write_bytes_atomic(data: bytes, path: Path, durable: bool = True) -> None:
     """Write bytes to ``path`` via a flushed temporary file and a rename.
 
     Args:
@@ -71,11 +71,8 @@ def write_bytes_atomic(data: bytes, path: Path, durable: bool = True, make_paren
             machine. Files whose checksum is recorded in a journal that is itself fsynced (the
             parts of :class:`~screener.screening.store.PartStore`) can skip it: a part lost with
             the machine fails its checksum and is recomputed.
-        make_parents: create the missing folders above ``path`` first (a writer that made them
-            already saves the system calls).
     """
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
         _fsync_write(tmp, data, durable)

@@ -214,10 +214,7 @@ class PartStore:
     def _write_part(self, kind: str, key: str, rel: str, data: bytes, meta: dict[str, Any]) -> None:
         # No fsync of the part itself: its checksum goes into the fsynced manifest, and a part
         # lost with the machine fails that checksum and is recomputed.
-        try:  # its folder was made when the store opened...
-            write_bytes_atomic(data, self.root / rel, durable=False, make_parents=False)
-        except FileNotFoundError:  # ...unless it was deleted since
-            write_bytes_atomic(data, self.root / rel, durable=False)
+        write_bytes_atomic(data, self.root / rel, durable=False)
         digest = hashlib.sha256(data).hexdigest()
         self._append({"type": kind, "key": key, "file": rel, "sha256": digest, "meta": meta})
         self.records[(kind, key)] = PartRecord(kind, key, rel, digest, meta)
