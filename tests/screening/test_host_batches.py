@@ -146,28 +146,43 @@ def _one_group(sizes, threads):
     return [list(range(len(sizes)))]
 
 
-def test_hosts_sharing_a_task_give_the_tables_of_one_task_each(host_dir, reference, cluster_address, monkeypatch):
+def _marking(marker: Path, then):
+    """A task function that leaves ``marker`` (the proof it ran, from a worker process), then calls ``then``."""
+    def task(*args, **kwargs):
+        marker.write_text("ran")
+        return then(*args, **kwargs)
+
+    return task
+
+
+def _crash(*args, **kwargs):
+    raise MemoryError("the worker ran out of memory")
+
+
+def test_hosts_sharing_a_task_give_the_tables_of_one_task_each(host_dir, reference, cluster_address, monkeypatch,
+                                                                 tmp_path):
+    marker = tmp_path / "group-ran"
     monkeypatch.setattr(run_module, "guided_groups", _one_group)
+    monkeypatch.setattr(run_module, "host_group_batches", _marking(marker, tasks_module.host_group_batches))
     res = screen("Mg", str(host_dir), scheduler=cluster_address, batch_size=1)
+    assert marker.exists()  # the two hosts did go through one shared task
     assert res.run_info["resume"]["hosts_run"] == 2 and res.run_info["resume"]["batches_run"] == 4
     _same(reference, res)
 
 
-def _group_crashes(*args, **kwargs):
-    raise MemoryError("the worker ran out of memory")
-
-
-def test_a_shared_task_that_crashes_runs_each_host_alone(host_dir, reference, cluster_address, monkeypatch):
+def test_a_shared_task_that_crashes_runs_each_host_alone(host_dir, reference, cluster_address, monkeypatch, tmp_path):
     import cloudpickle
 
+    marker = tmp_path / "group-ran"
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         monkeypatch.setattr(run_module, "guided_groups", _one_group)
-        monkeypatch.setattr(run_module, "host_group_batches", _group_crashes)
+        monkeypatch.setattr(run_module, "host_group_batches", _marking(marker, _crash))
         res = screen("Mg", str(host_dir), scheduler=cluster_address, batch_size=1)
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    info = res.run_info["resume"]
+    assert marker.exists()  # the shared task ran and crashed...
+    info = res.run_info["resume"]  # ...and each host then ran alone, nothing lost
     assert info["hosts_crashed"] == 0 and info["hosts_run"] == 2 and info["batches_run"] == 4
     assert res.exit_code == 0
     _same(reference, res)
