@@ -229,20 +229,23 @@ def _framework(host_cart: np.ndarray, lattice: np.ndarray, host_sym: np.ndarray,
     cn = np.zeros(fw.size)
     # Anion (index, home cell) -> the framework cations bonded to it, each as (cation, its cell).
     bonded: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+    to_anion = np.flatnonzero(is_anion[pi])
+    to_anion = to_anion[np.argsort(ci[to_anion], kind="stable")]
+    bounds = np.searchsorted(ci[to_anion], np.arange(fw.size + 1))
     for k in range(fw.size):
-        m = np.flatnonzero((ci == k) & is_anion[pi])
+        m = to_anion[bounds[k]:bounds[k + 1]]
         if not m.size:
             continue
         near = m[dist[m] <= CN_FACTOR * dist[m].min()]
         cn[k] = float(near.size)
         for j in near:
-            bonded.setdefault(int(pi[j]), []).append((k, tuple(-img[j])))
+            bonded.setdefault(int(pi[j]), []).append((k, tuple(-int(v) for v in img[j])))
     shared: dict[tuple[int, int, tuple[int, ...]], int] = {}
     for cations in bonded.values():
         for k, cell_k in cations:
             for j, cell_j in cations:
                 if (k, cell_k) != (j, cell_j):
-                    key = (k, j, tuple(np.subtract(cell_j, cell_k)))
+                    key = (k, j, tuple(b - a for a, b in zip(cell_k, cell_j)))
                     shared[key] = shared.get(key, 0) + 1
     edge, corner = np.zeros(fw.size), np.zeros(fw.size)
     for (k, _, _), n in shared.items():
