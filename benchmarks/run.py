@@ -494,8 +494,7 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "of the profiler and monitor change (fresh clusters per round, 5 rounds; script not kept): "
         "2 workers over 1 1.53 -> 1.97 (ratio of medians); client CPU per 2-worker run then "
         "1.1-1.4 s (psutil, per thread). This benchmark, ratio of medians, over the runs of that "
-        "evening between and after the steps: 1.77-1.79 full (4 runs), 1.69-1.93 quick (3 runs); "
-        "the tables above are the last of each.",
+        "evening between and after the steps: 1.77-1.79 full (4 runs), 1.69-1.93 quick (3 runs).",
         "",
         "- Small hosts share a task (session of 2026-12-07): on a CPU, consecutive hosts go "
         "into one host-and-predict task, up to 4 hosts and 128 sites, and the last 4 x "
@@ -506,15 +505,16 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "group whose worker dies is run again host by host, so a bad input still fails alone. "
         "A 3-pass run is 55 tasks instead of 129; client CPU per 2-worker run ~1.0 -> ~0.6 s "
         "(psutil, 3 runs each, same machine); in the quick run the 2-worker runs' busy seconds "
-        "equal the 1-worker runs' (9.9 against 10.0 s; before: +10%, the client's share; in the "
-        "tables above, +9-10% again). Ratio of the medians over the six runs after the change, "
+        "equal the 1-worker runs' (9.9 against 10.0 s; before: +10%, the client's share; +9-10% "
+        "again in the two runs after it). Ratio of the medians over the six runs after the change, "
         "in order: quick 1.98, full 1.68 (a slow spell of the machine, above), full 1.85, quick "
-        "1.92, full 1.80, quick 1.78 (the tables above); mean 1.84, against 1.69-1.93 before. "
+        "1.92, full 1.80, quick 1.78; mean 1.84, against 1.69-1.93 before. With em-band v3.2 "
+        "(descriptors v3), four runs on 2026-12-07: full 1.82 and 1.83, quick 1.83 and 1.88. "
         "The pathways-only stage is grouped the same way, so `screen_over_pathways` still "
         "compares the same tasks.",
         "",
-        "Next candidates: the pathway stage (~37% of the busy time) and the bands and descriptors "
-        "(~49%), or a GPU.",
+        "Next candidates: the pathway stage (~35% of the busy time) and the bands and descriptors "
+        "(~54% with descriptors v3), or a GPU.",
         "",
     ]
     return "\n".join(lines)
