@@ -272,8 +272,7 @@ def guided_groups(sizes: Sequence[int], threads: int, max_hosts: int = GROUP_HOS
 
 def total_threads(client: Any) -> int:
     """Worker threads of the cluster behind ``client`` (1 when none has joined yet)."""
-    workers = client.scheduler_info().get("workers", {})
-    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    return max(1, sum(client.nthreads().values()))
 
 
 class TaskRunner:
