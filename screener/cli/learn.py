@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         log.warning("no folder was accepted: no model written")
-    rows = [{k: r.to_dict()[k] for k in ("folder", "status", "em_eV", "em_reverse_eV", "reason", "warnings",
-                                          "working_ion", "hop_length_A")} for r in records] + unreadable
+    keys = ("folder", "status", "em_eV", "em_forward_eV", "em_reverse_eV", "reason", "warnings", "working_ion",
+            "hop_length_A")
+    rows = [{k: r.to_dict()[k] for k in keys} for r in records] + unreadable
     if args.json:
         print(json.dumps({"folders": rows, "model_dir": str(result.model_dir) if result else None,
                           "version": result.version if result else None,

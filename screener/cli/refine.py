@@ -45,7 +45,8 @@ Potentials (--potential):
   uma-s-1           fairchem UMA small, OMat task        (pip install fairchem-core; downloads weights)
 Where weights cannot be had (no network) the run stops before any work with one clear error.
 
-Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV,
+Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV = highest minus
+lowest image energy,
 predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status, disagreement =
 |NEB - predicted| > 0.3 eV, end-point energies and residual forces, steps, converged, seconds...;
 rows of earlier refinements of other hops or potentials are kept) and the relaxed images

@@ -113,6 +113,23 @@ def displacements(initial: Structure, final: Structure) -> tuple[np.ndarray, np.
     return dfrac, np.linalg.norm(dfrac @ initial.lattice.matrix, axis=1)
 
 
+def migration_barrier(energies_eV: Any) -> float:
+    """The migration barrier of an energy profile along a band: its highest minus its lowest energy.
+
+    This is the literature's convention, and the one of the MLIP-NEB benchmark on the training set
+    (Bheemaguli, Xiao & Sai Gautam 2026: their stored barriers are ``max - min`` of the images, also
+    where the last image is the lowest). It differs from the forward barrier ``max - energies[0]``
+    only where an end point or an image lies below the initial end point.
+
+    Raises:
+        ValueError: no energies, or one that is not finite.
+    """
+    e = np.asarray(energies_eV, dtype=float).ravel()
+    if e.size == 0 or not np.isfinite(e).all():
+        raise ValueError(f"a migration barrier needs finite image energies, got {e.tolist()}")
+    return float(e.max() - e.min())
+
+
 @dataclass
 class Band:
     """A migration band: ``structure`` holds the ion's images first, then the host.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from screener.core.band import Band, migration_barrier
 from screener.handoff.batching import batched_calculators, single_calculator
 from screener.handoff.neb_io import idpp_refine, linear_images, structure_to_atoms
 from screener.handoff.potentials import load_potential, resolve
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
-    from screener.core.band import Band
     from screener.handoff.batching import ImageEvaluator
 
 
@@ -177,13 +177,11 @@ def relax_fixed_cell(atoms: Atoms, calc: Calculator, fmax: float = 0.05, steps: 
 
 @dataclass
 class NebResult:
-    """A CI-NEB refinement of one hop.
+    """A NEB refinement of one hop.
 
     Attributes:
         images: every image, end points included, each with a single-point calculator.
         energies_eV: energy of each image.
-        em_eV: forward barrier, ``max(energies) - energies[0]``.
-        em_reverse_eV: ``max(energies) - energies[-1]``.
         initial: the relaxed initial end point.
         final: the relaxed final end point.
         max_force_eV_A: NEB residual force at the end.
@@ -198,8 +196,6 @@ class NebResult:
 
     images: list[Atoms]
     energies_eV: list[float]
-    em_eV: float
-    em_reverse_eV: float
     initial: RelaxResult
     final: RelaxResult
     max_force_eV_A: float
@@ -209,6 +205,21 @@ class NebResult:
     seconds: float
     evaluations: int = 0
     mirrored: int = 0
+
+    @property
+    def em_eV(self) -> float:
+        """The barrier: highest minus lowest image energy (:func:`~screener.core.band.migration_barrier`)."""
+        return migration_barrier(self.energies_eV)
+
+    @property
+    def em_forward_eV(self) -> float:
+        """Forward barrier, ``max(energies) - energies[0]``."""
+        return float(max(self.energies_eV) - self.energies_eV[0])
+
+    @property
+    def em_reverse_eV(self) -> float:
+        """Reverse barrier, ``max(energies) - energies[-1]``."""
+        return float(max(self.energies_eV) - self.energies_eV[-1])
 
 
 def neb_refine(initial: Atoms, final: Atoms, settings: RefineSettings | None = None,
@@ -289,10 +300,8 @@ def _neb_refine(initial: Atoms, final: Atoms, st: RefineSettings, t0: float,
     residual = _max_force(neb.get_forces())
     frozen = [_freeze(im) for im in images]
     energies = [float(im.get_potential_energy()) for im in frozen]
-    emax = max(energies)
     return NebResult(
-        images=frozen, energies_eV=energies, em_eV=emax - energies[0], em_reverse_eV=emax - energies[-1],
-        initial=r0, final=r1, max_force_eV_A=residual, steps=steps,
+        images=frozen, energies_eV=energies, initial=r0, final=r1, max_force_eV_A=residual, steps=steps,
         converged=bool(residual <= st.fmax and r0.converged and r1.converged),
         ion_shift_A=shifts,
         seconds=time.perf_counter() - t0,

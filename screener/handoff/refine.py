@@ -12,7 +12,9 @@ published MLIP-NEB protocol (:class:`~screener.handoff.neb.RefineSettings`):
    end point starts from the image of the initial one and the second half of the images takes
    its partners' results (:mod:`screener.handoff.symmetry`).
 
-The NEB barrier is ``max(E_image) - E_initial``; ``refined.parquet`` has it beside the model's
+The NEB barrier ``neb_em_eV`` is the highest minus the lowest image energy (the convention of the
+literature and of the published benchmark; ``neb_em_forward_eV`` and ``neb_em_reverse_eV`` are the
+barriers from each end point); ``refined.parquet`` has it beside the model's
 prediction and their combination (:mod:`screener.handoff.combine`: ``refined_em_eV`` and
 ``refined_uncertainty_eV``, the fast prediction where the NEB failed, ``refined_status`` says
 which). The ranking of the run is not changed. Any potential of
@@ -58,7 +60,7 @@ DISAGREEMENT_EV = 0.3
 
 REFINED_COLUMNS = [
     "material_id", "formula", "working_ion", "limit", "hop_id", "hop_label", "length_A",
-    "potential", "potential_version", "neb_em_eV", "neb_em_reverse_eV", "predicted_em_eV",
+    "potential", "potential_version", "neb_em_eV", "neb_em_forward_eV", "neb_em_reverse_eV", "predicted_em_eV",
     "uncertainty_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight",
     "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
@@ -117,7 +119,8 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
         return row
     delta = res.em_eV - pred
     row.update(
-        neb_em_eV=res.em_eV, neb_em_reverse_eV=res.em_reverse_eV, delta_eV=delta,
+        neb_em_eV=res.em_eV, neb_em_forward_eV=res.em_forward_eV, neb_em_reverse_eV=res.em_reverse_eV,
+        delta_eV=delta,
         disagreement=bool(abs(delta) > DISAGREEMENT_EV) if math.isfinite(delta) else False,
         e_initial_eV=res.energies_eV[0], e_final_eV=res.energies_eV[-1], e_saddle_eV=max(res.energies_eV),
         initial_max_force_eV_A=res.initial.max_force_eV_A, final_max_force_eV_A=res.final.max_force_eV_A,

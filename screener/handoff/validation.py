@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from screener.core.band import migration_barrier
 from screener.core.errors import ScreenerError
 from screener.core.files import write_json_atomic
 from screener.core.hashing import content_hash, input_fingerprint
@@ -49,6 +50,7 @@ def summarise(res: NebResult) -> dict[str, Any]:
     return {
         "status": "ok",
         "em_eV": float(res.em_eV),
+        "em_forward_eV": float(res.em_forward_eV),
         "em_reverse_eV": float(res.em_reverse_eV),
         "energies_eV": [float(x) for x in e],
         "saddle_index": int(np.argmax(e)),
@@ -85,6 +87,19 @@ def _timed_refine(band: Band, settings: RefineSettings, limit_s: float | None) -
     return refine_band(band, settings, check)
 
 
+def _current(rec: dict[str, Any]) -> dict[str, Any]:
+    """A cached record in today's terms: ``em_eV`` is the barrier of its energies (max - min).
+
+    Records cached before 2026-12-07 hold the forward barrier (``max - energies[0]``) in
+    ``em_eV``; they keep their energies, so the barrier is derived from those.
+    """
+    e = rec.get("energies_eV")
+    if rec.get("status") == "ok" and e:
+        rec["em_eV"] = migration_barrier(e)
+        rec["em_forward_eV"] = float(max(e) - e[0])
+    return rec
+
+
 def _stale(rec: dict[str, Any], limit_s: float | None) -> bool:
     """A cached time-out is computed again when the limit is now longer (or gone)."""
     return rec.get("status") == "timeout" and (limit_s is None or limit_s > float(rec.get("limit_s", 0.0)))
@@ -118,8 +133,8 @@ def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str 
         rec = None
         if path.exists():
             try:
-                rec = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+                rec = _current(json.loads(path.read_text()))
+            except (OSError, ValueError):  # unreadable, not JSON, or energies that are not finite
                 rec = None
             if rec is not None and _stale(rec, band_limit_s):
                 rec = None

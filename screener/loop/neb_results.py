@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from screener.core.band import Band, displacements
+from screener.core.band import Band, displacements, migration_barrier
 from screener.core.errors import ScreenerError
 from screener.loop.predict import CELL_TOLERANCE, MOVES_A, cell_change
 
@@ -47,8 +47,11 @@ class NebRecord:
     Attributes:
         folder: the folder (or trajectory file) as given.
         status: ``accepted`` or ``rejected``.
-        em_eV: forward barrier, whenever the energies could be read (rejected folders too).
-        em_reverse_eV: reverse barrier.
+        em_eV: the barrier, highest minus lowest image energy (the training set's convention,
+            :func:`~screener.core.band.migration_barrier`), whenever the energies could be read
+            (rejected folders too).
+        em_forward_eV: forward barrier, ``max(energies) - energies[0]``.
+        em_reverse_eV: reverse barrier, ``max(energies) - energies[-1]``.
         reason: why it was rejected (empty when accepted).
         warnings: checks that failed without making the folder unreadable.
         energies_eV: image energies, first to last.
@@ -59,6 +62,7 @@ class NebRecord:
     folder: str
     status: str
     em_eV: float | None = None
+    em_forward_eV: float | None = None
     em_reverse_eV: float | None = None
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -192,7 +196,8 @@ def judge_neb(path: str | Path, accept_warnings: bool = False) -> NebRecord:
         e = np.asarray(energies, dtype=float)
         rec.energies_eV = [round(float(x), 6) for x in e]
         top = int(np.argmax(e))
-        rec.em_eV, rec.em_reverse_eV = round(float(e.max() - e[0]), 6), round(float(e.max() - e[-1]), 6)
+        rec.em_eV = round(migration_barrier(e), 6)
+        rec.em_forward_eV, rec.em_reverse_eV = round(float(e.max() - e[0]), 6), round(float(e.max() - e[-1]), 6)
         if len(e) > 2 and (e[1:-1] < min(e[0], e[-1]) - 1e-3).any():
             rec.warnings.append("interior images lie below both end points (an inverted profile): the end points "
                                 "are not minima")

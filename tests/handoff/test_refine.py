@@ -38,14 +38,26 @@ def lfp_run(tmp_path_factory) -> tuple[Path, Path]:
     return out, hosts
 
 
-def _fake_result(em: float) -> NebResult:
+def _fake_result(em: float, energies: list[float] | None = None) -> NebResult:
     from ase import Atoms
 
     a = Atoms("Li", cell=[3, 3, 3], pbc=True)
     r = RelaxResult(a, -1.0, 0.05, 3, True)
-    return NebResult(images=[a, a, a], energies_eV=[-1.0, -1.0 + em, -1.0], em_eV=em, em_reverse_eV=em,
+    return NebResult(images=[a, a, a], energies_eV=energies or [-1.0, -1.0 + em, -1.0],
                      initial=r, final=r, max_force_eV_A=0.08, steps=10, converged=True, ion_shift_A=(0.0, 0.0),
                      seconds=1.0)
+
+
+def test_neb_barrier_is_highest_minus_lowest_image():
+    # final end point 0.3 eV below the initial one: the barrier is counted from the lowest point
+    res = _fake_result(0.0, energies=[-1.0, -0.6, -1.3])
+    assert res.em_eV == pytest.approx(0.7)
+    assert res.em_forward_eV == pytest.approx(0.4) and res.em_reverse_eV == pytest.approx(0.7)
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    row = result_row(hop, RefineSettings(), res)
+    assert row["neb_em_eV"] == pytest.approx(0.7) and row["neb_em_forward_eV"] == pytest.approx(0.4)
+    assert row["delta_eV"] == pytest.approx(0.2)
 
 
 def test_rows_flag_disagreement_and_upsert():
@@ -158,7 +170,9 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     images = read(run_dir / r["images_path"], index=":")
     assert len(images) == 5 and r["n_images"] == 5
     energies = [im.get_potential_energy() for im in images]
-    assert r["neb_em_eV"] == pytest.approx(max(energies) - energies[0])
+    assert r["neb_em_eV"] == pytest.approx(max(energies) - min(energies))
+    assert r["neb_em_forward_eV"] == pytest.approx(max(energies) - energies[0])
+    assert r["neb_em_reverse_eV"] == pytest.approx(max(energies) - energies[-1])
     # export now hands out the relaxed images
     out = tmp_path / "neb"
     assert main(["export", str(run_dir), "--top", "1", "--out", str(out), "--source", str(hosts),

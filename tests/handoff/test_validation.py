@@ -59,3 +59,17 @@ def test_the_time_limit_leaves_a_quick_band_alone(monkeypatch, tmp_path):
     assert rec["status"] == "failed"
     with pytest.raises(ValueError):
         validation._timed_refine(_band(), RefineSettings(), None)
+
+
+def test_records_cached_with_the_forward_barrier_are_read_as_highest_minus_lowest(tmp_path, monkeypatch):
+    def never(band, settings, on_step=None):
+        raise AssertionError("a cached band is not computed again")
+
+    monkeypatch.setattr(validation, "refine_band", never)
+    st, band = RefineSettings(), _band()
+    # a record of the old kind: em_eV was max - energies[0], the last image is the lowest
+    old = {"status": "ok", "em_eV": 0.4, "em_reverse_eV": 0.7, "energies_eV": [-1.0, -0.6, -1.3]}
+    validation.write_json_atomic(old, tmp_path / f"{validation.record_key(band, st)}.json")
+    (rec,) = validation.neb_records([band], st, tmp_path)
+    assert rec["em_eV"] == pytest.approx(0.7) and rec["em_forward_eV"] == pytest.approx(0.4)
+    assert rec["em_reverse_eV"] == pytest.approx(0.7)

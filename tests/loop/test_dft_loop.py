@@ -75,7 +75,9 @@ def test_each_neb_folder_is_classified_as_a_dft_user_would(neb_folders):
     assert clean.status == "accepted" and clean.em_eV == pytest.approx(1.40) and clean.em_reverse_eV == pytest.approx(1.40)
     assert clean.working_ion == "Li" and clean.hop_length_A == pytest.approx(2.8156, abs=0.01)
     inverted = judge_neb(neb_folders["inverted"])
-    assert inverted.status == "rejected" and "inverted" in inverted.reason and inverted.em_eV == pytest.approx(0.2)
+    assert inverted.status == "rejected" and "inverted" in inverted.reason
+    # the barrier counts from the lowest image (0.2 - (-0.4)); the forward one from the first
+    assert inverted.em_eV == pytest.approx(0.6) and inverted.em_forward_eV == pytest.approx(0.2)
     assert judge_neb(neb_folders["inverted"], accept_warnings=True).status == "accepted"
     unfinished = judge_neb(neb_folders["unfinished"])
     assert unfinished.status == "rejected" and "02" in unfinished.reason and unfinished.em_eV is None
@@ -94,7 +96,7 @@ def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_fold
     status = {Path(f["folder"]).name: f["status"] for f in report["folders"]}
     assert status == {"clean": "accepted", "inverted": "rejected", "unfinished": "rejected", "cells": "rejected",
                       "two_ions": "rejected", "empty": "unreadable"}
-    assert {Path(f["folder"]).name: f["em_eV"] for f in report["folders"]}["inverted"] == pytest.approx(0.2)
+    assert {Path(f["folder"]).name: f["em_eV"] for f in report["folders"]}["inverted"] == pytest.approx(0.6)
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"].endswith("+learn1") and meta["learned"][0]["em_eV"] == pytest.approx(1.40)
     assert meta["n_train"] == json.loads((default_model_dir() / "model.json").read_text())["n_train"] + 1
