@@ -351,6 +351,11 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "- `python benchmarks/cv_targets_and_blends.py`: nested CV of a boosted-trees blend, an "
         "ion-relative target, principal components and bootstrapped trees against the shipped "
         "grid (tried, not shipped).",
+        "- `python benchmarks/validate_refine.py --potential NAME`: refine's MLIP-NEB on the training "
+        "bands, cached per band; `python benchmarks/fit_combination.py`: the NEB and the fast model "
+        "against DFT, and the combination fitted on them (`results/refine_validation.md`).",
+        "- `python benchmarks/cv_combination_variants.py`: the combination with NEB quality signals "
+        "(tried, not shipped).",
         "",
         "## End-to-end screening (`benchmarks/run.py`)",
         "",
