@@ -68,3 +68,17 @@ def test_an_unknown_fast_uncertainty_lets_the_neb_decide():
     c = Combination(a=1.0, sigma_neb=0.15, eps=0.1)
     refined, sigma, w = c.combine([0.5], [np.nan], [1.0])
     assert refined[0] > 0.9 and w[0] > 0.9 and sigma[0] < 0.3
+
+
+def test_a_softened_potential_is_scaled_back_and_the_fit_finds_the_softening():
+    soft = Combination(a=1.0, sigma_neb=0.05, eps=0.01, scale=0.8)
+    refined, _, w = soft.combine([1.0], [0.5], [0.8])
+    assert refined[0] == pytest.approx(1.0, abs=0.01) and w[0] > 0.99  # 0.8 from a 0.8-soft potential: 1.0
+    assert Combination(a=1.0, sigma_neb=0.05, eps=0.01).combine([1.0], [0.5], [0.8])[0][0] < 0.82
+    rng = np.random.default_rng(2)
+    y = rng.gamma(2.0, 0.4, 300)
+    fast = y + rng.normal(0, 0.3, y.size)
+    neb = 0.8 * y + rng.normal(0, 0.05, y.size)  # barriers 20% low, as a softened surface gives
+    assert Combination.fit(y, fast, np.full_like(y, 0.3), neb).scale == pytest.approx(0.8)
+    # files written before the scale existed read as unscaled
+    assert Combination.from_dict({"a": 0.5, "sigma_neb": 0.2, "eps": 0.1}).scale == 1.0
