@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/validate_refine.py --potential chgnet [--max-sites 50] [--budget-min 60]
-        [--band-limit-min 10]
+        [--band-limit-min 10] [--images 7]
 
 Runs ``screener refine``'s NEB (the published MLIP-NEB protocol, :class:`RefineSettings` defaults)
 on every training band with at most ``--max-sites`` sites, smallest first, and keeps one JSON
@@ -43,6 +43,10 @@ def main() -> None:
     p.add_argument("--budget-min", type=float, default=None,
                    help="stop computing after this many minutes (0: only collect the cached records)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="intermediate NEB images (default: RefineSettings'); other counts are cached apart and "
+                        "written to results/refine_images/<potential>_<N>images.csv, not to the validation "
+                        "table the combination is fitted on")
     p.add_argument("--band-limit-min", type=float, default=None,
                    help="stop one band's NEB after this many minutes (cached as a time-out; a longer limit "
                         "computes it again)")
@@ -51,6 +55,8 @@ def main() -> None:
     entries = [e for e in read_entries(args.data) if e.band is not None and e.target is not None]
     chosen = sorted((e for e in entries if e.band.num_sites <= args.max_sites), key=lambda e: (e.band.num_sites, e.jid))
     settings = RefineSettings(potential=args.potential, threads=args.threads)
+    if args.images is not None:
+        settings = RefineSettings(potential=args.potential, threads=args.threads, n_intermediate=args.images)
     cache = RESULTS / "neb_cache" / args.potential
     t0 = time.perf_counter()
 
@@ -65,7 +71,11 @@ def main() -> None:
     records = neb_records([e.band for e in chosen], settings, cache, done, budget, limit)
     rows = [{"jid": e.jid, "label": e.label, "ion": e.band.ion, "n_sites": e.band.num_sites, "dft_em_eV": e.target,
              **{k: v for k, v in r.items() if k != "energies_eV"}} for e, r in zip(chosen, records) if r is not None]
-    out = RESULTS / f"refine_validation_{args.potential}.csv"
+    if settings.n_intermediate == RefineSettings().n_intermediate:
+        out = RESULTS / f"refine_validation_{args.potential}.csv"
+    else:
+        out = RESULTS / "refine_images" / f"{args.potential}_{settings.n_intermediate}images.csv"
+        out.parent.mkdir(exist_ok=True)
     pd.DataFrame(rows).to_csv(out, index=False)
     print(f"{len(rows)} of {len(chosen)} bands with a record -> {out}")
 

@@ -8,7 +8,7 @@ The stages, in the order data flows through them (each subpackage imports only t
 - :mod:`screener.model`: band graphs, BandALIGNN, descriptors, trees, the predictor.
 - :mod:`screener.training`: datasets, metrics, k-fold training, model cards.
 - :mod:`screener.screening`: :func:`screen` on Dask, the part store, the ranked tables.
-- :mod:`screener.handoff`: NEB inputs, uMLIP CI-NEB refinement, the HTML report.
+- :mod:`screener.handoff`: NEB inputs, uMLIP-NEB refinement, the HTML report.
 - :mod:`screener.cli`: the ``screener`` command (``python -m screener``).
 
 A notebook needs only the names re-exported here::

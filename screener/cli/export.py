@@ -30,7 +30,7 @@ final site of the hop's band) and IDPP-interpolated images between them:
 Each folder also has hop.json; OUT/exported.csv lists every selected hop with its predicted
 barrier, uncertainty, where the images came from, the closest interatomic distance and a status.
 Hops whose images bring two atoms closer than --min-distance are refused (listed, not written).
-When `screener refine` ran on RUN_DIR, its relaxed CI-NEB images are exported instead (column
+When `screener refine` ran on RUN_DIR, its relaxed MLIP-NEB images are exported instead (column
 images_from = refined:<potential>), unless --no-refined.
 
 Bands are rebuilt from the run's source with the run's pathway settings (run.json, which also

@@ -15,7 +15,7 @@ Write one self-contained HTML page (no external files; figures are embedded PNG 
 summarising RUN_DIR: the ranked shortlist (table, and its 1D barriers with uncertainty bars),
 the predicted barriers of every hop by structural family (the bundled catalogue's family, else
 the space group), barrier vs hop length with the model's uncertainty, and, when `screener
-refine` ran, the predicted vs ML-potential CI-NEB parity and table.
+refine` ran, the predicted vs ML-potential NEB parity and table.
 
 Exit codes: 0 written; 2 no readable run directory; 1 crash."""
 

@@ -245,7 +245,7 @@ def fig_shortlist_uncertainty(short: pd.DataFrame) -> Figure:
 
 
 def fig_parity(refined: pd.DataFrame) -> Figure:
-    """Predicted vs CI-NEB (ML potential) barriers; unconverged NEBs are hollow.
+    """Predicted vs MLIP-NEB barriers; unconverged NEBs are hollow.
 
     The axes span the points (not their error bars), from 0 eV; the model's uncertainty is drawn
     light, stopping at 0 eV, so that wide uncertainties do not hide the points.
@@ -271,7 +271,7 @@ def fig_parity(refined: pd.DataFrame) -> Figure:
         ax.set_ylim(lo, hi)
         ax.legend(fontsize=8)
     ax.set_xlabel("predicted Em (eV)")
-    ax.set_ylabel("CI-NEB Em, ML potential (eV)")
+    ax.set_ylabel("NEB Em, ML potential (eV)")
     ax.set_title("Prediction vs ML-potential NEB")
     return fig
 
@@ -369,12 +369,12 @@ def build_report(run: RunData, top: int = 50) -> str:
     ref = run.refined
     if ref is not None and len(ref):
         ref = ref.sort_values(["material_id", "hop_id", "potential"], kind="mergesort")
-        parts.append("<h2>Second opinion: CI-NEB with an ML potential</h2>")
+        parts.append("<h2>Second opinion: NEB with an ML potential</h2>")
         parts.append("<p>Climbing-image NEB between end points relaxed with a universal ML potential "
                      "(fixed cell). A second opinion beside the prediction, not the ranking key; rows "
                      "where they differ by more than 0.3 eV are highlighted.</p>")
         parts.append(_figure_html(fig_parity(ref), "predicted vs NEB parity",
-                                  "Predicted barrier (x, ± model uncertainty) vs the ML-potential CI-NEB barrier (y); "
+                                  "Predicted barrier (x, ± model uncertainty) vs the ML-potential NEB barrier (y); "
                                   "the grey band is ±0.3 eV."))
         parts.append(html_table(ref, [
             ("material_id", "material"), ("working_ion", "ion"), ("limit", "limit"), ("hop_id", "hop"),

@@ -1,4 +1,4 @@
-"""``screener refine``: CI-NEB with a universal ML potential as a second opinion."""
+"""``screener refine``: NEB with a universal ML potential as a second opinion."""
 
 from __future__ import annotations
 
