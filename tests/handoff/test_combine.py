@@ -62,6 +62,11 @@ def test_shipped_combination_is_fitted_and_cross_validated():
     assert load_combination("mace")[0] == c  # an alias finds its potential's fit
     generic, grec = load_combination("orb-v3")  # no validation of its own: the pooled fit
     assert generic.name == "generic" and grec["n"] >= rec["n"]
+    # refine's default potential: the refined barrier beats both of its inputs, typical and tail errors
+    chg, crec = load_combination("chgnet")
+    assert chg.name == "chgnet" and crec["n"] > 200
+    for key in ("mae", "share_gt_1eV"):
+        assert crec["cv"][key] < crec["fast_cv"][key] and crec["cv"][key] < crec["neb"][key]
 
 
 def test_an_unknown_fast_uncertainty_lets_the_neb_decide():
