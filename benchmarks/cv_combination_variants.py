@@ -67,7 +67,7 @@ def refined(d: pd.DataFrame, a: float, sigma_neb: float, eps: float, eps_end: fl
     e = np.where(d["end_max"].to_numpy(), eps if eps_end is None else eps_end, eps)
     var = s**2 + sn**2
     like_in = (1 - e) * np.exp(-0.5 * (n - p) ** 2 / var) / np.sqrt(2 * np.pi * var)
-    w = like_in / (like_in + e / width)
+    w = like_in / (like_in + e * scale / width)
     v = 1 / (1 / s**2 + 1 / sn**2)
     return np.clip(w * v * (p / s**2 + n / sn**2) + (1 - w) * p, 0, None)
 
@@ -126,7 +126,7 @@ def main() -> None:
         for variant in VARIANTS:
             preds = [out_of_fold_refined(d, variant, s) for s in seeds]
             errs = [np.abs(p - d["dft"].to_numpy()) for p in preds]
-            rec["variants"][variant] = {"mae": [round(float(e.mean()), 4) for e in errs],
+            rec["variants"][variant] = {"mae": [float(e.mean()) for e in errs],
                                         "gt_1eV": [int((e > 1).sum()) for e in errs],
                                         "acc_good": [round(float(((p < GOOD) == good).mean()), 3) for p in preds],
                                         "fit_all": [float(x) if x is not None else None for x in fit(d, variant)]}

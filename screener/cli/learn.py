@@ -17,8 +17,9 @@ as the shipped one: load it with --model DIR or SCREENER_MODEL_DIR; a nightly ru
 re-screens what the model change affects).
 
 Layouts: VASP (image folders 00..NN, each with CONTCAR or POSCAR and OSZICAR or OUTCAR; the end
-points need their energies too) or ASE (one *.traj of the images with energies). Barrier:
-max(E) - E(00), and the reverse one. A folder is rejected when images did not finish, the end-point
+points need their energies too) or ASE (one *.traj of the images with energies). Barrier: the
+highest minus the lowest image energy (the training set's convention); the forward and reverse
+ones are reported too. A folder is rejected when images did not finish, the end-point
 cells differ (> 0.5 % on a lattice vector) or no ion moves; and, unless --accept-warnings, when more
 than one ion moves by more than 0.5 Å, interior images lie below both end points, or the maximum
 sits at an end point.

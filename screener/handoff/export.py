@@ -14,7 +14,7 @@ rank, so computing them with DFT would not change the decision.
 End points are the band's host plus the ion at its first and last image
 (:meth:`Band.endpoint`), the images in between come from ASE's IDPP interpolation (about 3x
 faster than pymatgen's IDPPSolver on 170-site bands). When ``screener refine`` ran, its relaxed
-CI-NEB images are exported instead and the CSV says so.
+MLIP-NEB images are exported instead and the CSV says so.
 
 The pure functions (:func:`neb_images`, :func:`closest_contact`, :func:`select_hops`...) take and
 return pymatgen/ASE objects and dataframes; :func:`write_vasp_neb`, :func:`write_ase_neb` and
@@ -235,7 +235,7 @@ def regenerate_bands(run: RunData, selected: pd.DataFrame, source: str | None = 
 
 def read_refined_images(run: RunData, material_id: str, working_ion: str, hop_id: str,
                         potential: str | None = None) -> tuple[list[Atoms], pd.Series] | None:
-    """The relaxed CI-NEB images ``screener refine`` stored for a hop, with its row.
+    """The relaxed NEB images ``screener refine`` stored for a hop, with its row.
 
     The newest successful row wins when several potentials refined the hop, unless
     ``potential`` names one.

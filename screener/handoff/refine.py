@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from screener.core.band import migration_barrier
 from screener.core.files import write_parquet_atomic
 from screener.handoff.combine import load_combination, refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
@@ -135,12 +136,57 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
     return row
 
 
-def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """``old`` rows not redone in ``new`` (same material, ion, hop and potential), then ``new``."""
+def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
+    """A row's NEB image energies: from its images file where it can be read, else its end points and top."""
+    if run_path is not None and isinstance(row["images_path"], str) and row["images_path"]:
+        try:
+            from ase.io import read
+
+            return [float(im.get_potential_energy()) for im in read(run_path / row["images_path"], index=":")]
+        except Exception as exc:  # noqa: BLE001 - a missing or unreadable file: the stored energies
+            log.debug("%s: %s", row["images_path"], exc)
+    return [float(row["e_initial_eV"]), float(row["e_saddle_eV"]), float(row["e_final_eV"])]
+
+
+def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
+    """Rows of a ``refined.parquet`` written before the barrier was highest minus lowest image, brought up to date.
+
+    Such rows have no ``neb_em_forward_eV``: their ``neb_em_eV`` was the forward barrier. It moves
+    to ``neb_em_forward_eV``; ``neb_em_eV`` is derived again from the images (``run_path`` /
+    ``images_path``; else the stored end-point and top energies, exact unless an interior image
+    lay below both end points) and the refined barrier is combined again with it.
+    """
+    table = table.reindex(columns=REFINED_COLUMNS)
+    neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
+    stale = table.index[table["neb_em_forward_eV"].isna() & neb.notna()]
+    if not len(stale):
+        return table
+    table = table.astype({c: float for c in ("neb_em_forward_eV", "neb_em_reverse_eV")})
+    for i in stale:
+        row = table.loc[i]
+        e = _image_energies(row, run_path)
+        barrier, pred = migration_barrier(e), float(row["predicted_em_eV"])
+        combination, _ = load_combination(str(row["potential"]))
+        refined, refined_sd, weight = (float(x[0]) for x in
+                                       combination.combine(pred, float(row["uncertainty_eV"]), barrier))
+        table.loc[i, ["neb_em_forward_eV", "neb_em_reverse_eV", "neb_em_eV", "delta_eV", "refined_em_eV",
+                      "refined_uncertainty_eV", "neb_weight"]] = [
+            max(e) - e[0], max(e) - e[-1], barrier, barrier - pred, refined, refined_sd, weight]
+        table.loc[i, "disagreement"] = bool(abs(barrier - pred) > DISAGREEMENT_EV)
+    log.info("%d refined rows of an earlier screener: barrier now highest minus lowest image, combined again",
+             len(stale))
+    return table
+
+
+def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
+    """``old`` rows not redone in ``new`` (same material, ion, hop and potential), then ``new``.
+
+    Old rows of an earlier screener are brought up to date (:func:`current_rows`).
+    """
     key = ["material_id", "working_ion", "hop_id", "potential"]
     if old is None or not len(old):
         return new[REFINED_COLUMNS].reset_index(drop=True)
-    old = old.reindex(columns=REFINED_COLUMNS)
+    old = current_rows(old, run_path)
     done = set(map(tuple, new[key].to_numpy().tolist()))
     keep = old[[tuple(k) not in done for k in old[key].to_numpy().tolist()]]
     parts = [p for p in (keep, new[REFINED_COLUMNS]) if len(p)]
@@ -239,5 +285,5 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
             rows[key] = result_row(h, st, neb, images_path=rel)
     new = pd.DataFrame([rows[k] for k in zip(selected["material_id"], selected["working_ion"], selected["hop_id"])],
                        columns=REFINED_COLUMNS)
-    write_parquet_atomic(merge_refined(run.refined, new), run.path / REFINED_TABLE)
+    write_parquet_atomic(merge_refined(run.refined, new, run.path), run.path / REFINED_TABLE)
     return new

@@ -370,9 +370,10 @@ def build_report(run: RunData, top: int = 50) -> str:
     if ref is not None and len(ref):
         ref = ref.sort_values(["material_id", "hop_id", "potential"], kind="mergesort")
         parts.append("<h2>Second opinion: NEB with an ML potential</h2>")
-        parts.append("<p>Climbing-image NEB between end points relaxed with a universal ML potential "
-                     "(fixed cell). A second opinion beside the prediction, not the ranking key; rows "
-                     "where they differ by more than 0.3 eV are highlighted.</p>")
+        parts.append("<p>NEB between end points relaxed with a universal ML potential (fixed cell); "
+                     "the barrier is the highest minus the lowest image energy. A second opinion beside the "
+                     "prediction, not the ranking key; rows where they differ by more than 0.3 eV are "
+                     "highlighted.</p>")
         parts.append(_figure_html(fig_parity(ref), "predicted vs NEB parity",
                                   "Predicted barrier (x, ± model uncertainty) vs the ML-potential NEB barrier (y); "
                                   "the grey band is ±0.3 eV."))

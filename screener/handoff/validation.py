@@ -133,7 +133,8 @@ def neb_records(bands: Sequence[Band], settings: RefineSettings, cache_dir: str 
         rec = None
         if path.exists():
             try:
-                rec = _current(json.loads(path.read_text()))
+                rec = json.loads(path.read_text())
+                rec = _current(rec) if isinstance(rec, dict) else None
             except (OSError, ValueError):  # unreadable, not JSON, or energies that are not finite
                 rec = None
             if rec is not None and _stale(rec, band_limit_s):

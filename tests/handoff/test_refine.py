@@ -17,6 +17,7 @@ from screener.handoff.potentials import PotentialNotInstalledError, check_potent
 from screener.handoff.refine import (
     DISAGREEMENT_EV,
     REFINED_COLUMNS,
+    current_rows,
     merge_refined,
     result_row,
 )
@@ -58,6 +59,22 @@ def test_neb_barrier_is_highest_minus_lowest_image():
     row = result_row(hop, RefineSettings(), res)
     assert row["neb_em_eV"] == pytest.approx(0.7) and row["neb_em_forward_eV"] == pytest.approx(0.4)
     assert row["delta_eV"] == pytest.approx(0.2)
+
+
+def test_rows_of_an_earlier_screener_get_the_barrier_from_the_lowest_image():
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    now = result_row(hop, RefineSettings(), _fake_result(0.0, energies=[-1.0, -0.6, -1.3]))
+    # the same NEB as an earlier screener wrote it: the forward barrier, no forward column, no images file
+    before = {**now, "neb_em_eV": 0.4, "delta_eV": -0.1, "refined_em_eV": 0.45, "images_path": ""}
+    before.pop("neb_em_forward_eV")
+    old = pd.DataFrame([before, {**now, "hop_id": "h2"}]).drop(columns="neb_em_forward_eV")
+    old.loc[1, "neb_em_forward_eV"] = 0.4  # written today: left alone
+    (up, kept) = current_rows(old).to_dict("records")
+    assert up["neb_em_eV"] == pytest.approx(0.7) and up["neb_em_forward_eV"] == pytest.approx(0.4)
+    assert up["delta_eV"] == pytest.approx(0.2) and up["refined_em_eV"] == pytest.approx(now["refined_em_eV"])
+    assert up["disagreement"] == now["disagreement"]
+    assert kept["neb_em_eV"] == pytest.approx(0.7) and kept["hop_id"] == "h2"
 
 
 def test_rows_flag_disagreement_and_upsert():

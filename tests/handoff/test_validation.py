@@ -73,3 +73,20 @@ def test_records_cached_with_the_forward_barrier_are_read_as_highest_minus_lowes
     (rec,) = validation.neb_records([band], st, tmp_path)
     assert rec["em_eV"] == pytest.approx(0.7) and rec["em_forward_eV"] == pytest.approx(0.4)
     assert rec["em_reverse_eV"] == pytest.approx(0.7)
+
+
+def test_an_unreadable_cached_record_is_computed_again(tmp_path, monkeypatch):
+    calls = []
+
+    def fails(band, settings, on_step=None):
+        calls.append(1)
+        raise ValueError("the band's own failure")
+
+    monkeypatch.setattr(validation, "refine_band", fails)
+    st, band = RefineSettings(), _band()
+    path = tmp_path / f"{validation.record_key(band, st)}.json"
+    for bad in ("[1, 2]", '{"status": "ok", "em_eV": 0.4, "energies_eV": [-1.0, NaN, -1.3]}', "{not json"):
+        path.write_text(bad)
+        (rec,) = validation.neb_records([band], st, tmp_path)
+        assert rec["status"] == "failed"
+    assert len(calls) == 3

@@ -211,3 +211,9 @@ def test_an_ase_trajectory_of_images_is_read_like_a_vasp_folder(endpoints, tmp_p
     rec = judge_neb(tmp_path / "neb")
     assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_reverse_eV == pytest.approx(0.50)
     assert judge_neb(tmp_path / "neb" / "chgnet.traj").em_eV == pytest.approx(0.55)
+    # the last end point the lower one: the barrier counts from it, not from the first image
+    for atoms, e in zip(frames, [0.05, 0.3, 0.55, 0.3, 0.0]):
+        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e)
+    write(tmp_path / "neb" / "chgnet.traj", frames)
+    rec = judge_neb(tmp_path / "neb")
+    assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_forward_eV == pytest.approx(0.50)
