@@ -48,7 +48,7 @@ UNKNOWN_SIGMA = 1.0
 #: and MACE-MP-0's at ``eps`` = 0.35; after a first widening, the pooled fit at ``sigma_neb`` =
 #: 0.45. ``eps`` is weakly determined by MAE (a handful of outliers decide it). ``scale`` covers
 #: softening only (at most 1): a wider axis (0.7-1.1) gave CHGNet the same fit (0.8, inside it) and
-#: SevenNet-0 a higher cross-validated MAE in 4 of 5 fold draws (benchmarks/results/em-band-v3_notes.md).
+#: SevenNet-0 a higher cross-validated MAE in 9 of 10 fold draws (benchmarks/results/em-band-v3_notes.md).
 GRID: dict[str, tuple[float, ...]] = {
     "a": (0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0),
     "sigma_neb": (0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8),
