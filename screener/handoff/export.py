@@ -47,6 +47,7 @@ from screener.handoff.neb_io import (
     write_ase_neb,
     write_vasp_neb,
 )
+from screener.handoff.refined_table import current_rows
 from screener.pathways.bands import build_band
 from screener.pathways.search import find_pathways
 from screener.screening.rundir import (
@@ -251,7 +252,8 @@ def read_refined_images(run: RunData, material_id: str, working_ion: str, hop_id
         rows = rows[rows["potential"] == potential]
     if not len(rows):
         return None
-    row = rows.sort_values("finished_at", kind="mergesort").iloc[-1]
+    # a row of an earlier screener gets today's barrier
+    row = current_rows(rows.sort_values("finished_at", kind="mergesort").iloc[[-1]], run.path).iloc[0]
     path = run.path / str(row["images_path"])
     try:
         images = read(path, index=":")

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from screener.core.band import migration_barrier
 from screener.core.files import write_parquet_atomic
 from screener.handoff.combine import load_combination, refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
@@ -43,6 +42,7 @@ from screener.handoff.potentials import (
     load_potential,
     potential_version,
 )
+from screener.handoff.refined_table import DISAGREEMENT_EV, REFINED_COLUMNS, current_rows
 from screener.screening.execution import dask_client, map_tasks
 from screener.screening.rundir import REFINED_TABLE, load_run
 
@@ -53,22 +53,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-
-#: |NEB - predicted| above which a hop is flagged as a disagreement (eV).
-DISAGREEMENT_EV = 0.3
-
-
-REFINED_COLUMNS = [
-    "material_id", "formula", "working_ion", "limit", "hop_id", "hop_label", "length_A",
-    "potential", "potential_version", "neb_em_eV", "neb_em_forward_eV", "neb_em_reverse_eV", "predicted_em_eV",
-    "uncertainty_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight",
-    "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
-    "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
-    "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
-    "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A",
-    "seconds", "images_path", "error", "finished_at",
-]
 
 
 def refine_task(key: tuple[str, str, str], band: Band, settings: RefineSettings,
@@ -134,48 +118,6 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
         n_images=len(res.images), n_atoms=len(res.images[0]), seconds=res.seconds,
     )
     return row
-
-
-def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
-    """A row's NEB image energies: from its images file where it can be read, else its end points and top."""
-    if run_path is not None and isinstance(row["images_path"], str) and row["images_path"]:
-        try:
-            from ase.io import read
-
-            return [float(im.get_potential_energy()) for im in read(run_path / row["images_path"], index=":")]
-        except Exception as exc:  # noqa: BLE001 - a missing or unreadable file: the stored energies
-            log.debug("%s: %s", row["images_path"], exc)
-    return [float(row["e_initial_eV"]), float(row["e_saddle_eV"]), float(row["e_final_eV"])]
-
-
-def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
-    """Rows of a ``refined.parquet`` written before the barrier was highest minus lowest image, brought up to date.
-
-    Such rows have no ``neb_em_forward_eV``: their ``neb_em_eV`` was the forward barrier. It moves
-    to ``neb_em_forward_eV``; ``neb_em_eV`` is derived again from the images (``run_path`` /
-    ``images_path``; else the stored end-point and top energies, exact unless an interior image
-    lay below both end points) and the refined barrier is combined again with it.
-    """
-    table = table.reindex(columns=REFINED_COLUMNS)
-    neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
-    stale = table.index[table["neb_em_forward_eV"].isna() & neb.notna()]
-    if not len(stale):
-        return table
-    table = table.astype({c: float for c in ("neb_em_forward_eV", "neb_em_reverse_eV")})
-    for i in stale:
-        row = table.loc[i]
-        e = _image_energies(row, run_path)
-        barrier, pred = migration_barrier(e), float(row["predicted_em_eV"])
-        combination, _ = load_combination(str(row["potential"]))
-        refined, refined_sd, weight = (float(x[0]) for x in
-                                       combination.combine(pred, float(row["uncertainty_eV"]), barrier))
-        table.loc[i, ["neb_em_forward_eV", "neb_em_reverse_eV", "neb_em_eV", "delta_eV", "refined_em_eV",
-                      "refined_uncertainty_eV", "neb_weight"]] = [
-            max(e) - e[0], max(e) - e[-1], barrier, barrier - pred, refined, refined_sd, weight]
-        table.loc[i, "disagreement"] = bool(abs(barrier - pred) > DISAGREEMENT_EV)
-    log.info("%d refined rows of an earlier screener: barrier now highest minus lowest image, combined again",
-             len(stale))
-    return table
 
 
 def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:

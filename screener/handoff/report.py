@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from screener.handoff.refined_table import current_rows
 from screener.screening.rundir import load_run
 from screener.sources.bundled import load_catalogue
 
@@ -366,7 +367,7 @@ def build_report(run: RunData, top: int = 50) -> str:
                                   "hops lie on a shortlisted material's 1D path."))
     else:
         parts.append("<p>No hops.</p>")
-    ref = run.refined
+    ref = current_rows(run.refined, run.path) if run.refined is not None else None  # older rows: today's barrier
     if ref is not None and len(ref):
         ref = ref.sort_values(["material_id", "hop_id", "potential"], kind="mergesort")
         parts.append("<h2>Second opinion: NEB with an ML potential</h2>")

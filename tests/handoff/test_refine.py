@@ -20,6 +20,7 @@ from screener.handoff.refine import (
     current_rows,
     merge_refined,
     result_row,
+    write_images,
 )
 from screener.sources.bundled import catalogue_dir
 
@@ -67,14 +68,41 @@ def test_rows_of_an_earlier_screener_get_the_barrier_from_the_lowest_image():
     now = result_row(hop, RefineSettings(), _fake_result(0.0, energies=[-1.0, -0.6, -1.3]))
     # the same NEB as an earlier screener wrote it: the forward barrier, no forward column, no images file
     before = {**now, "neb_em_eV": 0.4, "delta_eV": -0.1, "refined_em_eV": 0.45, "images_path": ""}
-    before.pop("neb_em_forward_eV")
-    old = pd.DataFrame([before, {**now, "hop_id": "h2"}]).drop(columns="neb_em_forward_eV")
-    old.loc[1, "neb_em_forward_eV"] = 0.4  # written today: left alone
+    failed = {**before, "hop_id": "h2", "neb_em_eV": float("nan")}
+    old = pd.DataFrame([before, failed]).drop(columns="neb_em_forward_eV")
     (up, kept) = current_rows(old).to_dict("records")
     assert up["neb_em_eV"] == pytest.approx(0.7) and up["neb_em_forward_eV"] == pytest.approx(0.4)
     assert up["delta_eV"] == pytest.approx(0.2) and up["refined_em_eV"] == pytest.approx(now["refined_em_eV"])
     assert up["disagreement"] == now["disagreement"]
-    assert kept["neb_em_eV"] == pytest.approx(0.7) and kept["hop_id"] == "h2"
+    assert kept["hop_id"] == "h2" and np.isnan(kept["neb_em_eV"])  # a failed NEB stays failed
+    # a table written today is left as it is
+    today = pd.DataFrame([{**now, "neb_em_eV": 0.4}], columns=REFINED_COLUMNS)
+    assert current_rows(today)["neb_em_eV"].iloc[0] == pytest.approx(0.4)
+
+
+def test_export_reads_an_earlier_screeners_row_with_the_barrier_of_its_images(tmp_path):
+    from types import SimpleNamespace
+
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from screener.handoff.export import read_refined_images
+
+    images = []
+    for x, e in zip((0.0, 0.5, 1.0), (-1.0, -0.6, -1.3)):  # the last end point 0.3 eV below the first
+        a = Atoms("Li", positions=[[x, 0, 0]], cell=[3, 3, 3], pbc=True)
+        a.calc = SinglePointCalculator(a, energy=e)
+        images.append(a)
+    write_images(images, tmp_path / "refined" / "m__h1" / "chgnet.traj")
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    row = result_row(hop, RefineSettings(), _fake_result(0.0, energies=[-1.0, -0.6, -1.3]),
+                     images_path="refined/m__h1/chgnet.traj")
+    # as an earlier screener wrote it: the forward barrier, no forward column, no interior energies
+    old = pd.DataFrame([{**row, "neb_em_eV": 0.4, "e_saddle_eV": -0.7}]).drop(columns="neb_em_forward_eV")
+    got = read_refined_images(SimpleNamespace(refined=old, path=tmp_path), "m", "Li", "h1")
+    assert got is not None and len(got[0]) == 3
+    assert got[1]["neb_em_eV"] == pytest.approx(0.7)  # from the images file, not the stored top energy
 
 
 def test_rows_flag_disagreement_and_upsert():

@@ -1,0 +1,86 @@
+"""The ``refined.parquet`` table of ``screener refine``: its columns; older rows brought up to date.
+
+Its own module so that :mod:`screener.handoff.export` and :mod:`screener.handoff.report`, which
+read the table, and :mod:`screener.handoff.refine`, which writes it, share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from screener.core.band import migration_barrier
+from screener.handoff.combine import load_combination
+
+log = logging.getLogger(__name__)
+
+
+#: |NEB - predicted| above which a hop is flagged as a disagreement (eV).
+DISAGREEMENT_EV = 0.3
+
+
+REFINED_COLUMNS = [
+    "material_id", "formula", "working_ion", "limit", "hop_id", "hop_label", "length_A",
+    "potential", "potential_version", "neb_em_eV", "neb_em_forward_eV", "neb_em_reverse_eV", "predicted_em_eV",
+    "uncertainty_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight",
+    "delta_eV", "disagreement", "e_initial_eV", "e_final_eV", "e_saddle_eV",
+    "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
+    "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
+    "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A",
+    "seconds", "images_path", "error", "finished_at",
+]
+
+
+def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
+    """A row's NEB image energies: from its images file where it can be read, else its end points and top."""
+    if run_path is not None and isinstance(row["images_path"], str) and row["images_path"]:
+        try:
+            from ase.io import read
+
+            return [float(im.get_potential_energy()) for im in read(run_path / row["images_path"], index=":")]
+        except Exception as exc:  # noqa: BLE001 - a missing or unreadable file: the stored energies
+            log.debug("%s: %s", row["images_path"], exc)
+    return [float(row["e_initial_eV"]), float(row["e_saddle_eV"]), float(row["e_final_eV"])]
+
+
+def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
+    """A ``refined.parquet`` table in today's columns; one written before the barrier was max - min, brought up to date.
+
+    A table without the ``neb_em_forward_eV`` column (written before 2026-12-07) holds the forward
+    barrier in ``neb_em_eV``. In each of its rows with a barrier, that value moves to
+    ``neb_em_forward_eV``; ``neb_em_eV`` is derived again from the images (``run_path`` /
+    ``images_path``; else the stored end-point and top energies, exact unless an interior image
+    lay below both end points) and the refined barrier is combined again with it. A row whose
+    energies cannot be had is left as it was.
+    """
+    old = "neb_em_forward_eV" not in table.columns
+    table = table.reindex(columns=REFINED_COLUMNS)
+    if not old:
+        return table
+    neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
+    stale = table.index[neb.notna()]
+    table = table.astype({c: float for c in ("neb_em_forward_eV", "neb_em_reverse_eV")})
+    done = 0
+    for i in stale:
+        row = table.loc[i]
+        try:
+            e = _image_energies(row, run_path)
+            barrier, pred = migration_barrier(e), float(row["predicted_em_eV"])
+            combination, _ = load_combination(str(row["potential"]))
+            refined, refined_sd, weight = (float(x[0]) for x in
+                                           combination.combine(pred, float(row["uncertainty_eV"]), barrier))
+        except (TypeError, ValueError) as exc:  # energies or prediction missing: the row as it was
+            log.warning("refined row %s/%s: barrier not brought up to date (%s)", row["material_id"], row["hop_id"],
+                        exc)
+            continue
+        table.loc[i, ["neb_em_forward_eV", "neb_em_reverse_eV", "neb_em_eV", "delta_eV", "refined_em_eV",
+                      "refined_uncertainty_eV", "neb_weight"]] = [
+            max(e) - e[0], max(e) - e[-1], barrier, barrier - pred, refined, refined_sd, weight]
+        table.loc[i, "disagreement"] = bool(abs(barrier - pred) > DISAGREEMENT_EV)
+        done += 1
+    if done:
+        log.info("%d refined rows of an earlier screener: barrier now highest minus lowest image, combined again",
+                 done)
+    return table
