@@ -31,7 +31,8 @@ evaluate everything).
 --protocol legacy gives screener 0.3's settings (FIRE, climbing image, 0.1 eV/Å, 5 images).
 
 The NEB barrier is combined with the fast prediction (refined_em_eV, refined_uncertainty_eV: a
-robust inverse-variance posterior fitted on DFT validation entries, data/refine/combination.json);
+robust inverse-variance posterior fitted on DFT validation entries, data/refine/combination.json,
+which also scales back a potential's systematically low barriers by its fitted `scale`);
 where the NEB fails the refined barrier is the prediction and refined_status says so.
 
 Potentials (--potential):
@@ -46,9 +47,8 @@ Potentials (--potential):
 Where weights cannot be had (no network) the run stops before any work with one clear error.
 
 Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV = highest minus
-lowest image energy,
-predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status, disagreement =
-|NEB - predicted| > 0.3 eV, end-point energies and residual forces, steps, converged, seconds...;
+lowest image energy, predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status,
+disagreement = |NEB - predicted| > 0.3 eV, end-point energies and residual forces, steps, converged, seconds...;
 rows of earlier refinements of other hops or potentials are kept) and the relaxed images
 RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which `screener export` then hands out
 instead of IDPP images. The ranking never changes. Seconds per hop, measured: see
