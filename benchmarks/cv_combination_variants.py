@@ -52,24 +52,16 @@ VARIANTS: dict[str, dict[str, tuple]] = {
 
 def refined(d: pd.DataFrame, a: float, sigma_neb: float, eps: float, eps_end: float | None, k: float,
             scale: float = 1.0) -> np.ndarray:
-    """The combination's posterior mean with per-entry NEB spread and outlier probability.
+    """The combination's posterior mean with each entry's NEB spread and outlier probability.
 
-    ``scale``: the NEB barrier is taken as ``scale`` times the DFT one (a softened potential's
-    barriers come out low), so it enters as ``em / scale``. With ``eps_end=None`` and ``k=0`` it
-    is :meth:`screener.handoff.combine.Combination.combine` with the same parameters.
+    With ``eps_end=None`` and ``k=0`` it is :meth:`screener.handoff.combine.Combination.combine`
+    with the same parameters.
     """
-    from screener.handoff.combine import MIN_SIGMA, Combination
+    from screener.handoff.combine import posterior
 
-    width = Combination().width
-    p, n = d["fast"].to_numpy(), d["em_eV"].to_numpy() / scale
-    s = np.maximum(a * d["sigma"].to_numpy(), MIN_SIGMA)
     sn = np.sqrt(sigma_neb**2 + (k * d["asymmetry_eV"].to_numpy()) ** 2)
     e = np.where(d["end_max"].to_numpy(), eps if eps_end is None else eps_end, eps)
-    var = s**2 + sn**2
-    like_in = (1 - e) * np.exp(-0.5 * (n - p) ** 2 / var) / np.sqrt(2 * np.pi * var)
-    w = like_in / (like_in + e * scale / width)
-    v = 1 / (1 / s**2 + 1 / sn**2)
-    return np.clip(w * v * (p / s**2 + n / sn**2) + (1 - w) * p, 0, None)
+    return posterior(d["fast"], d["sigma"], d["em_eV"], a, sn, e, scale)[0]
 
 
 def fit(d: pd.DataFrame, variant: str) -> tuple:

@@ -65,6 +65,34 @@ def combination_path() -> Path:
     return assets_dir() / "refine" / "combination.json"
 
 
+def posterior(fast: Any, fast_sigma: Any, neb: Any, a: float, sigma_neb: Any, eps: Any, scale: float = 1.0,
+              width: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The posterior of the module docstring's model: mean, standard deviation and NEB weight.
+
+    ``sigma_neb`` and ``eps`` may be arrays, one value per entry (a NEB's own quality); the
+    other arguments as :class:`Combination`'s attributes and :meth:`Combination.combine`'s.
+    """
+    p = np.atleast_1d(np.asarray(fast, dtype=float))
+    raw = np.atleast_1d(np.asarray(fast_sigma, dtype=float))
+    s = np.maximum(a * np.where(np.isfinite(raw), raw, UNKNOWN_SIGMA), MIN_SIGMA)
+    n = np.atleast_1d(np.asarray(neb, dtype=float)) / scale
+    sn, e = np.asarray(sigma_neb, dtype=float), np.asarray(eps, dtype=float)
+    have = np.isfinite(n)
+    n_ = np.where(have, n, p)
+    var_in = s**2 + sn**2
+    like_in = (1 - e) * np.exp(-0.5 * (n_ - p) ** 2 / var_in) / np.sqrt(2 * np.pi * var_in)
+    # Both densities of n / scale: an outlier spread over `width` eV of NEB barrier spreads over
+    # width / scale of n / scale.
+    like_out = e * scale / width
+    w = np.where(have, like_in / (like_in + like_out), 0.0)
+    v_c = 1.0 / (1.0 / s**2 + 1.0 / sn**2)
+    m_c = v_c * (p / s**2 + n_ / sn**2)
+    mean = w * m_c + (1 - w) * p
+    second = w * (v_c + m_c**2) + (1 - w) * (s**2 + p**2)
+    sigma = np.sqrt(np.maximum(second - mean**2, 0.0))
+    return np.clip(mean, 0.0, None), sigma, w
+
+
 @dataclass(frozen=True)
 class Combination:
     """Parameters of the robust combination (see the module docstring).
@@ -101,24 +129,7 @@ class Combination:
             ``(refined_em, refined_sigma, neb_weight)``, arrays of the inputs' length; refined
             barriers are never below 0.
         """
-        p = np.atleast_1d(np.asarray(fast, dtype=float))
-        raw = np.atleast_1d(np.asarray(fast_sigma, dtype=float))
-        s = np.maximum(self.a * np.where(np.isfinite(raw), raw, UNKNOWN_SIGMA), MIN_SIGMA)
-        n = np.atleast_1d(np.asarray(neb, dtype=float)) / self.scale
-        have = np.isfinite(n)
-        n_ = np.where(have, n, p)
-        var_in = s**2 + self.sigma_neb**2
-        like_in = (1 - self.eps) * np.exp(-0.5 * (n_ - p) ** 2 / var_in) / np.sqrt(2 * np.pi * var_in)
-        # Both densities of n / scale: an outlier spread over `width` eV of NEB barrier spreads
-        # over width / scale of n / scale.
-        like_out = self.eps * self.scale / self.width
-        w = np.where(have, like_in / (like_in + like_out), 0.0)
-        v_c = 1.0 / (1.0 / s**2 + 1.0 / self.sigma_neb**2)
-        m_c = v_c * (p / s**2 + n_ / self.sigma_neb**2)
-        mean = w * m_c + (1 - w) * p
-        second = w * (v_c + m_c**2) + (1 - w) * (s**2 + p**2)
-        sigma = np.sqrt(np.maximum(second - mean**2, 0.0))
-        return np.clip(mean, 0.0, None), sigma, w
+        return posterior(fast, fast_sigma, neb, self.a, self.sigma_neb, self.eps, self.scale, self.width)
 
     @classmethod
     def fit(cls, dft: Any, fast: Any, fast_sigma: Any, neb: Any, name: str = "generic") -> Combination:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from screener.core.files import write_parquet_atomic
-from screener.handoff.combine import load_combination, refined_status
+from screener.handoff.combine import refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
 from screener.handoff.neb import NebResult, RefineSettings, StepCallback, refine_band
 from screener.handoff.neb_io import hop_folder_name
@@ -42,7 +42,7 @@ from screener.handoff.potentials import (
     load_potential,
     potential_version,
 )
-from screener.handoff.refined_table import DISAGREEMENT_EV, REFINED_COLUMNS, current_rows
+from screener.handoff.refined_table import REFINED_COLUMNS, current_rows, neb_fields
 from screener.screening.execution import dask_client, map_tasks
 from screener.screening.rundir import REFINED_TABLE, load_run
 
@@ -90,23 +90,17 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
     row.update(potential=settings.potential, potential_version=potential_version(settings.potential),
                predicted_em_eV=pred, fmax_eV_A=settings.fmax, images_path=images_path, error=error,
                finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds)
-    combination, _ = load_combination(settings.potential)
-    unc = float(hop.get("uncertainty_eV", math.nan))
     neb = res.em_eV if res is not None else math.nan
-    refined, refined_sd, weight = (float(x[0]) for x in combination.combine(pred, unc, neb))
-    row.update(refined_em_eV=refined, refined_uncertainty_eV=refined_sd, neb_weight=weight,
-               refined_status=refined_status(neb, error, None if res is None else res.converged, combination.name))
+    fields, combination = neb_fields(settings.potential, pred, float(hop.get("uncertainty_eV", math.nan)), neb)
+    row.update(fields, refined_status=refined_status(neb, error, None if res is None else res.converged, combination))
     if res is None:
         row.update({c: math.nan for c in REFINED_COLUMNS if c not in row})
-        row.update(disagreement=False, converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
+        row.update(converged=False, endpoints_converged=False, n_images=0, n_atoms=0,
                    initial_steps=0, final_steps=0, final_from_symmetry=False, neb_steps=0,
                    evaluations=0)
         return row
-    delta = res.em_eV - pred
     row.update(
         neb_em_eV=res.em_eV, neb_em_forward_eV=res.em_forward_eV, neb_em_reverse_eV=res.em_reverse_eV,
-        delta_eV=delta,
-        disagreement=bool(abs(delta) > DISAGREEMENT_EV) if math.isfinite(delta) else False,
         e_initial_eV=res.energies_eV[0], e_final_eV=res.energies_eV[-1], e_saddle_eV=max(res.energies_eV),
         initial_max_force_eV_A=res.initial.max_force_eV_A, final_max_force_eV_A=res.final.max_force_eV_A,
         initial_steps=res.initial.steps, final_steps=res.final.steps,

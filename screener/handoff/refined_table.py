@@ -7,7 +7,9 @@ read the table, and :mod:`screener.handoff.refine`, which writes it, share it.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +33,20 @@ REFINED_COLUMNS = [
     "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A",
     "seconds", "images_path", "error", "finished_at",
 ]
+
+
+def neb_fields(potential: str, predicted: float, uncertainty: float, neb: float) -> tuple[dict[str, Any], str]:
+    """The columns that follow from a hop's NEB barrier (NaN: none) and its prediction, and the combination's name.
+
+    Columns: ``delta_eV``, ``disagreement`` (|NEB - predicted| > :data:`DISAGREEMENT_EV`),
+    ``refined_em_eV``, ``refined_uncertainty_eV`` and ``neb_weight`` (the combination fitted for
+    ``potential``, :mod:`screener.handoff.combine`).
+    """
+    combination, _ = load_combination(potential)
+    refined, refined_sd, weight = (float(x[0]) for x in combination.combine(predicted, uncertainty, neb))
+    delta = neb - predicted
+    return {"delta_eV": delta, "disagreement": bool(abs(delta) > DISAGREEMENT_EV) if math.isfinite(delta) else False,
+            "refined_em_eV": refined, "refined_uncertainty_eV": refined_sd, "neb_weight": weight}, combination.name
 
 
 def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
@@ -67,18 +83,16 @@ def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFr
         row = table.loc[i]
         try:
             e = _image_energies(row, run_path)
-            barrier, pred = migration_barrier(e), float(row["predicted_em_eV"])
-            combination, _ = load_combination(str(row["potential"]))
-            refined, refined_sd, weight = (float(x[0]) for x in
-                                           combination.combine(pred, float(row["uncertainty_eV"]), barrier))
+            barrier = migration_barrier(e)
+            fields, _ = neb_fields(str(row["potential"]), float(row["predicted_em_eV"]), float(row["uncertainty_eV"]),
+                                   barrier)
         except (TypeError, ValueError) as exc:  # energies or prediction missing: the row as it was
             log.warning("refined row %s/%s: barrier not brought up to date (%s)", row["material_id"], row["hop_id"],
                         exc)
             continue
-        table.loc[i, ["neb_em_forward_eV", "neb_em_reverse_eV", "neb_em_eV", "delta_eV", "refined_em_eV",
-                      "refined_uncertainty_eV", "neb_weight"]] = [
-            max(e) - e[0], max(e) - e[-1], barrier, barrier - pred, refined, refined_sd, weight]
-        table.loc[i, "disagreement"] = bool(abs(barrier - pred) > DISAGREEMENT_EV)
+        fields.update(neb_em_eV=barrier, neb_em_forward_eV=max(e) - e[0], neb_em_reverse_eV=max(e) - e[-1])
+        for column, value in fields.items():
+            table.loc[i, column] = value
         done += 1
     if done:
         log.info("%d refined rows of an earlier screener: barrier now highest minus lowest image, combined again",

@@ -130,7 +130,7 @@ def test_refined_images_are_exported_instead(lfp_run, tmp_path):
     """When refine results exist (here: stand-in images), export hands them out and says so."""
     from ase.io import write
 
-    from screener.handoff.refine import REFINED_COLUMNS
+    from screener.handoff.refined_table import REFINED_COLUMNS
 
     run_dir, hosts = lfp_run
     run_copy = tmp_path / "run"

@@ -14,14 +14,8 @@ import pytest
 from screener.cli.main import main
 from screener.handoff.neb import NebResult, RefineSettings, RelaxResult
 from screener.handoff.potentials import PotentialNotInstalledError, check_potential
-from screener.handoff.refine import (
-    DISAGREEMENT_EV,
-    REFINED_COLUMNS,
-    current_rows,
-    merge_refined,
-    result_row,
-    write_images,
-)
+from screener.handoff.refine import merge_refined, result_row, write_images
+from screener.handoff.refined_table import DISAGREEMENT_EV, REFINED_COLUMNS, current_rows
 from screener.sources.bundled import catalogue_dir
 
 HAVE_CHGNET = importlib.util.find_spec("chgnet") is not None

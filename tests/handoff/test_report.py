@@ -105,7 +105,7 @@ def test_report_holds_the_shortlist_and_its_figures(run_dir, tmp_path):
 
 
 def test_report_shows_parity_when_refine_ran(run_dir, tmp_path):
-    from screener.handoff.refine import REFINED_COLUMNS
+    from screener.handoff.refined_table import REFINED_COLUMNS
 
     run_copy = tmp_path / "run"
     shutil.copytree(run_dir, run_copy)
