@@ -65,8 +65,23 @@ def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "share_gt_1eV": float((e > 1).mean()), "acc_good": float(((p < GOOD) == (y < GOOD)).mean())}
 
 
+def flag_rows(name: str, scale: float, f: pd.DataFrame, combined: np.ndarray) -> list[str]:
+    """Rows of the flag table: the raw and the softening-corrected disagreement flag of one potential."""
+    from screener.handoff.refined_table import DISAGREEMENT_EV
+
+    err = np.abs(combined - f["dft"].to_numpy())
+    out = []
+    for label, s in (("raw NEB", 1.0), (f"NEB / {scale:g}", scale)):
+        m = np.abs(f["neb"].to_numpy() / s - f["fast"].to_numpy()) > DISAGREEMENT_EV
+        out.append(f"| {name} | {label} | {int(m.sum())} of {len(m)} | {err[m].mean() if m.any() else np.nan:.3f} | "
+                   f"{err[~m].mean() if (~m).any() else np.nan:.3f} | {int((m & (err > 0.5)).sum())} of "
+                   f"{int((err > 0.5).sum())} |")
+    return out
+
+
 def main() -> None:
     from screener.handoff.combine import Combination, crossvalidate
+    from screener.handoff.refined_table import DISAGREEMENT_EV
     from screener.training.dataset import read_entries
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +107,7 @@ def main() -> None:
         name = path.stem.removeprefix("refine_validation_")
         neb[name] = pd.Series(v["em_eV"].to_numpy(), index=v["jid"].astype(str))
         sources[name] = "screener refine's MLIP-NEB protocol (RefineSettings defaults), benchmarks/validate_refine.py"
-    table, fits, pooled, spread = [], {}, [], []
+    table, fits, pooled, spread, flags = [], {}, [], [], []
     for name, series in neb.items():
         f = frame.assign(neb=frame["jid"].map(series)).dropna(subset=["neb"])
         if len(f) < 5:
@@ -115,6 +130,7 @@ def main() -> None:
             print(f"{name}: {len(f)} entries, fewer than {args.min_entries}: scored, not fitted (uses generic)")
             continue
         c = Combination.fit(f["dft"], f["fast"], f["sigma"], f["neb"], name=name)
+        flags.extend(flag_rows(name, c.scale, f, combined))
         fits[name] = {"params": c.to_dict(), "n": len(f), "neb_source": sources[name], "cv": rows["combined (out of fold)"],
                       "fast_cv": rows["fast model (out of fold)"], "neb": rows[f"{name} NEB"]}
     allf = pd.concat(pooled) if pooled else frame.iloc[:0]
@@ -141,6 +157,11 @@ def main() -> None:
            "(which do not depend on the folds).", "",
            "| potential | fold seed | combined MAE (eV) | combined > 1 eV | fast > 1 eV | NEB > 1 eV |",
            "|---|---|---|---|---|---|", *spread]
+    md += ["", f"The `disagreement` flag of `screener refine` (|NEB / scale - predicted| > {DISAGREEMENT_EV} eV, "
+           "scale as fitted above) against the raw comparison (|NEB - predicted|): how well each separates "
+           "the entries where the combined barrier (out of fold) is off.", "",
+           "| potential | flag | flagged | combined MAE flagged (eV) | unflagged (eV) | combined errors > 0.5 eV flagged |",
+           "|---|---|---|---|---|---|", *flags]
     (RESULTS / "refine_validation.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

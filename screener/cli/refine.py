@@ -48,8 +48,9 @@ Where weights cannot be had (no network) the run stops before any work with one 
 
 Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV = highest minus
 lowest image energy, predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status,
-disagreement = |NEB - predicted| > 0.3 eV, end-point energies and residual forces, steps, converged, seconds...;
-rows of earlier refinements of other hops or potentials are kept) and the relaxed images
+disagreement = |NEB / scale - predicted| > 0.3 eV with scale the potential's fitted softening,
+end-point energies and residual forces, steps, converged, seconds...; rows of earlier
+refinements of other hops or potentials are kept) and the relaxed images
 RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which `screener export` then hands out
 instead of IDPP images. The ranking never changes. Seconds per hop, measured: see
 benchmarks/results/bench_refine.json. One hop (or --sync) runs in this process with a progress

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from screener.cli.main import main
+from screener.handoff.combine import load_combination
 from screener.handoff.neb import NebResult, RefineSettings, RelaxResult
 from screener.handoff.potentials import PotentialNotInstalledError, check_potential
 from screener.handoff.refine import merge_refined, result_row, write_images
@@ -103,12 +104,19 @@ def test_rows_flag_disagreement_and_upsert():
     hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
                      "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
     st = RefineSettings()
-    near = result_row(hop, st, _fake_result(0.5 + DISAGREEMENT_EV - 0.01))
-    far = result_row(hop, st, _fake_result(0.5 + DISAGREEMENT_EV + 0.01))
+    scale = load_combination(st.potential)[0].scale
+    assert scale < 1  # the shipped CHGNet fit corrects for softening
+    # The flag compares the prediction with the NEB barrier corrected for softening, NEB / scale.
+    near = result_row(hop, st, _fake_result((0.5 + DISAGREEMENT_EV - 0.01) * scale))
+    far = result_row(hop, st, _fake_result((0.5 + DISAGREEMENT_EV + 0.01) * scale))
+    low = result_row(hop, st, _fake_result((0.5 - DISAGREEMENT_EV - 0.01) * scale))
+    # a high barrier: the raw NEB is far below the prediction, the corrected one agrees
+    soft = result_row(hop.copy().replace(0.5, 2.0), st, _fake_result(2.0 * scale))
     failed = result_row(hop, st, error="BandBuildError: no")
     assert set(near) == set(REFINED_COLUMNS)
-    assert near["disagreement"] is False and far["disagreement"] is True
-    assert far["delta_eV"] == pytest.approx(DISAGREEMENT_EV + 0.01)
+    assert near["disagreement"] is False and far["disagreement"] is True and low["disagreement"] is True
+    assert soft["disagreement"] is False and soft["delta_eV"] < -DISAGREEMENT_EV
+    assert far["delta_eV"] == pytest.approx((0.5 + DISAGREEMENT_EV + 0.01) * scale - 0.5)
     assert math.isnan(failed["neb_em_eV"]) and failed["converged"] is False
     old = pd.DataFrame([near, {**near, "hop_id": "h2"}, {**near, "potential": "sevenn"}], columns=REFINED_COLUMNS)
     merged = merge_refined(old, pd.DataFrame([far], columns=REFINED_COLUMNS))
@@ -198,7 +206,8 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     r = ref.iloc[0]
     assert r["hop_id"] == hop["hop_id"] and r["potential"] == "chgnet" and r["error"] == ""
     assert np.isfinite(r["neb_em_eV"]) and r["predicted_em_eV"] == pytest.approx(hop["predicted_em_eV"])
-    assert r["disagreement"] == (abs(r["neb_em_eV"] - r["predicted_em_eV"]) > DISAGREEMENT_EV)
+    scale = load_combination("chgnet")[0].scale
+    assert r["disagreement"] == (abs(r["neb_em_eV"] / scale - r["predicted_em_eV"]) > DISAGREEMENT_EV)
     # the combined barrier lies between the prediction and the NEB barrier, with an uncertainty
     lo, hi = sorted([r["predicted_em_eV"], r["neb_em_eV"]])
     assert lo - 1e-9 <= r["refined_em_eV"] <= hi + 1e-9 and r["refined_uncertainty_eV"] > 0
