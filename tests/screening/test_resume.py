@@ -293,3 +293,83 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(host_dir, referen
         _tables(reference)["hops"].sort_values(["material_id", "hop_id"])["predicted_em_eV"].to_numpy(),
         rtol=1e-6,
     )
+
+
+class KillOnFormula:
+    """Worker plugin: the worker process dies (``os._exit``) whenever it looks for the hops of a
+    host of reduced formula ``formula``, leaving a marker file per death."""
+
+    name = "kill-on-formula"
+
+    def __init__(self, marker_dir: str, formula: str):
+        self.marker_dir = marker_dir
+        self.formula = formula
+
+    def setup(self, worker):
+        import uuid
+
+        import screener.screening.tasks as tasks
+
+        real, marker_dir, formula = tasks.find_pathways, self.marker_dir, self.formula
+
+        def find_pathways(structure, ion, config):
+            if structure.composition.reduced_formula == formula:
+                (Path(marker_dir) / f"death-{uuid.uuid4().hex}").write_text(str(os.getpid()))
+                os._exit(1)
+            return real(structure, ion, config)
+
+        tasks.find_pathways = find_pathways
+
+    def teardown(self, worker):
+        pass
+
+
+def test_an_input_that_kills_every_worker_fails_alone_after_few_deaths(host_dir, reference, tmp_path):
+    import cloudpickle
+    from distributed import Client, WorkerPlugin
+
+    from screener.screening.execution import ALLOWED_FAILURES, local_cluster
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    plugin_cls = type("KillOnFormulaPlugin", (KillOnFormula, WorkerPlugin), {})
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with local_cluster(2) as cluster:
+        # the local cluster screener starts gives a task whose worker died one more worker only
+        assert cluster.scheduler.allowed_failures == ALLOWED_FAILURES == 1
+        # The plugin through a client of its own, closed before the screen starts its client: with
+        # two clients in this process, a finished result lost with a dying worker came back to the
+        # screen as a RuntimeError (an asyncio Event bound to another loop).
+        with Client(cluster) as client:
+            client.register_plugin(plugin_cls(str(markers), "Mg(TiS2)2"))  # MgTi2S4
+        res = screen("Mg", str(host_dir), tmp_path / "out", scheduler=cluster.scheduler_address, batch_size=1,
+                     fuse=True)
+    deaths = len(list(markers.iterdir()))
+    # Each of screener's levels (a group of hosts, the host alone, its hops apart from their
+    # predictions) is tried ALLOWED_FAILURES + 1 times; the host alone and apart at least.
+    assert 2 * (ALLOWED_FAILURES + 1) <= deaths <= 3 * (ALLOWED_FAILURES + 1)
+    assert res.exit_code == 3
+    failed = res.failures.set_index("item")
+    assert sorted(failed.index) == ["MgTi2S4.cif", "notes.cif"]
+    assert failed.loc["MgTi2S4.cif", "error_type"] == "KilledWorker"
+    # the other host lost nothing
+    ref = _tables(reference)["hops"]
+    got = res.hops.sort_values(["material_id", "hop_id"])
+    want = ref[ref["material_id"] == "MgCr2O4.cif"].sort_values(["material_id", "hop_id"])
+    assert list(got["material_id"].unique()) == ["MgCr2O4.cif"] and len(got) == len(want)
+    np.testing.assert_allclose(got["predicted_em_eV"].to_numpy(), want["predicted_em_eV"].to_numpy(), rtol=1e-6)
+
+
+def test_a_retry_setting_of_the_users_own_is_kept(monkeypatch):
+    import dask
+
+    from screener.screening.execution import retry_config
+
+    key = "distributed.scheduler.allowed-failures"
+    monkeypatch.delenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", raising=False)
+    assert retry_config() == {key: 1}
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "3")  # Dask's default, set on purpose
+    assert retry_config() == {}
+    monkeypatch.delenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES")
+    with dask.config.set({key: 5}):
+        assert retry_config() == {}
