@@ -11,7 +11,7 @@ a subset small enough to be quick holds too few tasks per worker, and then "2 wo
 measures task granularity, not scaling (a 10-host subset gave 0.9x; one pass of the catalogue
 1.64-1.73x in quick mode):
 
-* hops/s end to end (source, pathways, bands, graphs, model, writing the parts and tables) with
+* hops/s end to end (source, pathways, bands, model inputs, model, writing the parts and tables) with
   2 workers and the default batch size on a CPU (``batch_size=8``, see
   ``screener.screening.tasks.DEFAULT_BATCH_SIZE``; one task per host or per few small hosts,
   which predicts their hops);
@@ -67,7 +67,7 @@ GOALS = {"batched_over_single": 10.0, "two_workers_over_one": 1.8, "peak_rss_mib
 #: (1.64-1.73 in quick mode); with three the repeats agree within a few per cent (1.60, 1.62 quick
 #: and 1.65 full on one machine).
 DEFAULT_COPIES = 3
-STAGES = ("source", "pathways", "bands", "graphs", "model", "writing")
+STAGES = ("source", "pathways", "bands", "inputs", "model", "writing")
 
 
 class CatalogueSource:
@@ -331,7 +331,7 @@ def stage_shares(timings: dict[str, float]) -> dict[str, float]:
 def per_hop_ms(r: dict[str, Any]) -> dict[str, float]:
     """Busy milliseconds per hop in the band, graph and model stages."""
     t = r["timings_s"]
-    return {k: round(1000.0 * float(t.get(k, 0.0)) / max(r["hops"], 1), 1) for k in ("bands", "graphs", "model")}
+    return {k: round(1000.0 * float(t.get(k, 0.0)) / max(r["hops"], 1), 1) for k in ("bands", "inputs", "model")}
 
 
 def render_readme(results: dict[str, dict[str, Any]]) -> str:
@@ -360,12 +360,12 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         "## End-to-end screening (`benchmarks/run.py`)",
         "",
         "Hops/s = predicted hop rows (hop x limit) per second of `screen()` wall time: source, "
-        "pathways, bands, graphs, model and writing parts and tables, on a LocalCluster started "
-        "and warmed (model loaded in each worker) before timing; the timed runs of the three "
+        "pathways, bands, model inputs (descriptors; graphs for a graph member), model and writing "
+        "parts and tables, on a LocalCluster started and warmed (model loaded in each worker) before timing; the timed runs of the three "
         "configurations are interleaved, round robin. Each worker is one process with "
         "one thread (`OMP_NUM_THREADS=1`, `torch.set_num_threads(1)`). Each number is the median "
         "of the timed repeats listed. Stage shares are busy seconds per stage (pathways, bands, "
-        "graphs and model summed over workers; source and writing on the client) over their sum.",
+        "inputs and model summed over workers; source and writing on the client) over their sum.",
         "",
     ]
     for mode in ("full", "quick"):
@@ -419,8 +419,8 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
             + ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["stage_shares"].items()) + ".",
             "",
             f"Busy ms per hop (batched / one at a time): bands {s['per_hop_ms_batched']['bands']} / "
-            f"{s['per_hop_ms_single']['bands']}, graphs {s['per_hop_ms_batched']['graphs']} / "
-            f"{s['per_hop_ms_single']['graphs']}, model {s['per_hop_ms_batched']['model']} / "
+            f"{s['per_hop_ms_single']['bands']}, inputs {s['per_hop_ms_batched']['inputs']} / "
+            f"{s['per_hop_ms_single']['inputs']}, model {s['per_hop_ms_batched']['model']} / "
             f"{s['per_hop_ms_single']['model']}. Cluster start-up and model loading (excluded): "
             f"{a['cluster_startup_s']:.1f} s for 2 workers.",
             "",

@@ -231,7 +231,7 @@ def screen(
     src = (make_source(None if source is None else str(source), sites=pw_config.sites)
            if source is None or isinstance(source, (str, Path)) else source)
     settings = settings_hash(pw_config)
-    timings: dict[str, float] = {k: 0.0 for k in ("source", "pathways", "bands", "graphs", "model",
+    timings: dict[str, float] = {k: 0.0 for k in ("source", "pathways", "bands", "inputs", "model",
                                                   "model_load", "writing")}
 
     # ------------------------------------------------------------------ inputs

@@ -339,4 +339,4 @@ def predict_batch(keys: list[tuple[str, str, str]], bands: list, model_dir: str 
         rows.append(row)
     return {"rows": rows, "model_version": predictor.version, "pid": os.getpid(),
             "peak_rss_mib": peak_rss_mib(),
-            "seconds": {"model_load": t1 - t0, "bands": t2 - t1, "graphs": t3 - t2, "model": t4 - t3}}
+            "seconds": {"model_load": t1 - t0, "bands": t2 - t1, "inputs": t3 - t2, "model": t4 - t3}}

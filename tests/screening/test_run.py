@@ -52,7 +52,7 @@ def test_run_writes_every_table_with_the_documented_schema(dask_run):
     assert info["counts"]["hosts"] == 4 and info["counts"]["failures"] == 2
     assert info["model_version"] == hops["model_version"].iloc[0]
     assert {"source", "pathways", "writing"} <= set(info["timings_s"])
-    assert {"bands", "graphs", "model"} <= set(info["timings_s"])
+    assert {"bands", "inputs", "model"} <= set(info["timings_s"])
     # On a CPU each host task predicts its own hops (2 hosts x 2 hop rows, 4 to a batch).
     assert info["config"]["fuse"] is True
     assert info["resume"]["hosts_run"] == 3 and info["resume"]["batches_run"] == 2
