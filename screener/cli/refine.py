@@ -56,9 +56,10 @@ instead of IDPP images. The ranking never changes. Seconds per hop, measured: se
 benchmarks/results/bench_refine.json. One hop (or --sync) runs in this process with a progress
 line per optimiser step; several hops run on Dask workers.
 
-Exit codes: 0 every hop refined (converged or not: see the converged column); 3 some hops
-failed; 2 usage error (potential not installed or without weights, no run directory, no source
-folder...); 1 crash."""
+Exit codes: 0 every hop refined (converged or not: see the converged column), or an empty
+shortlist; 3 some hops failed (a hop that failed keeps its earlier NEB row, if any); 2 usage error
+(potential not installed or without weights, no run directory, no source folder, --hop or --limit
+selecting no path hop...); 1 crash."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +120,9 @@ def _summary(table) -> None:
                      "yes" if r["converged"] else "no", str(r["neb_steps"]), fmt_ev(r["seconds"], 0)])
     print_table("ML-potential NEB (a second opinion; the ranking is unchanged)",
                 ["material", "hop", "limit", "pred eV", "NEB eV", "Δ eV", "refined eV", "conv", "steps", "s"], rows,
-                keep=("material", "hop"), caption="! : NEB and prediction differ by more than 0.3 eV")
+                keep=("material", "hop"),
+                caption="Δ = NEB - prediction; ! : the prediction and the NEB corrected for the potential's "
+                        "softening (NEB / scale) differ by more than 0.3 eV")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,9 +156,15 @@ def run(args: argparse.Namespace) -> int:
     except (ScreenerError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    if not args.quiet and len(table):
+    if not len(table):  # refine_run logged why; no refined.parquet was written
+        if args.hop or limits:
+            log.error("none of the hops asked for (--hop, --limit) is on the path of the top %d materials", args.top)
+            return EXIT_USAGE
+        print(f"nothing to refine: no path hops among the top {args.top} materials of {args.run_dir}")
+        return EXIT_OK
+    if not args.quiet:
         _summary(table)
     n_fail = int((table["error"] != "").sum())
-    print(f"{len(table) - n_fail} of {len(table)} hops refined with {args.potential} in "
+    print(f"{len(table) - n_fail} of {len(table)} hops refined with {st.potential} in "
           f"{time.perf_counter() - t0:.0f} s -> {args.run_dir}/refined.parquet")
     return EXIT_PARTIAL if n_fail else EXIT_OK

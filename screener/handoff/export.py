@@ -47,6 +47,7 @@ from screener.handoff.neb_io import (
     write_ase_neb,
     write_vasp_neb,
 )
+from screener.handoff.potentials import canonical_name, resolve
 from screener.handoff.refined_table import current_rows
 from screener.pathways.bands import build_band
 from screener.pathways.search import find_pathways
@@ -249,7 +250,7 @@ def read_refined_images(run: RunData, material_id: str, working_ion: str, hop_id
     rows = ref[(ref["material_id"] == material_id) & (ref["working_ion"] == working_ion)
                & (ref["hop_id"] == hop_id) & ref["images_path"].fillna("").astype(bool)]
     if potential:
-        rows = rows[rows["potential"] == potential]
+        rows = rows[rows["potential"].map(canonical_name) == canonical_name(potential)]
     if not len(rows):
         return None
     # a row of an earlier screener gets today's barrier
@@ -325,6 +326,8 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
     opt = options or ExportOptions()
     if opt.fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {opt.fmt!r}")
+    if opt.refined_potential:
+        resolve(opt.refined_potential)  # an unknown name: PotentialNotInstalledError, before any work
     run = load_run(run_dir)
     out = Path(out)
     selected = select_hops(run, opt.top) if opt.hops is None else select_listed_hops(run, opt.hops)
@@ -339,6 +342,9 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
                 refined[(r["material_id"], r["working_ion"], r["hop_id"])] = got
         keys = list(zip(selected["material_id"], selected["working_ion"], selected["hop_id"]))
         need_bands = selected[[k not in refined for k in keys]]
+        if opt.refined_potential and len(selected) and not refined:
+            log.warning("no refined images of %s for the selected hops; exporting IDPP images",
+                        resolve(opt.refined_potential).name)
     bands = regenerate_bands(run, need_bands, opt.source, opt.min_width) if len(need_bands) else {}
     log.info("%d hops of %d materials selected; bands rebuilt in %.1f s", len(selected),
              selected[["material_id", "working_ion"]].drop_duplicates().shape[0], time.perf_counter() - t0)
@@ -355,8 +361,9 @@ def export_run(run_dir: str | Path, out: str | Path, options: ExportOptions | No
             clear_hop_folder(out / folder)
             if key in refined:
                 images, ref_row = refined[key]
-                rec.update(images_from=f"refined:{ref_row['potential']}", neb_em_eV=float(ref_row["neb_em_eV"]),
-                           refined_converged=bool(ref_row["converged"]))
+                rec.update(images_from=f"refined:{canonical_name(ref_row['potential'])}",
+                           neb_em_eV=float(ref_row["neb_em_eV"]),
+                           refined_converged=bool(ref_row["converged"]) if pd.notna(ref_row["converged"]) else False)
             else:
                 band = bands[key]
                 if isinstance(band, Exception):

@@ -43,7 +43,9 @@ class RefineSettings:
     settings before 0.4 (FIRE, 5 images, 0.1 eV/Å, climbing image, spring 0.1), for comparison.
 
     Attributes:
-        potential: a name of :data:`~screener.handoff.potentials.POTENTIALS`.
+        potential: a name of :data:`~screener.handoff.potentials.POTENTIALS`; an alias is
+            replaced by the name it stands for (``sevenn`` -> ``7net-0``), so that results of one
+            potential are recorded under one name.
         n_intermediate: images between the end points.
         fmax: force convergence of the end-point relaxations and of the NEB (eV/Å).
         relax_steps: most optimiser steps per end-point relaxation.
@@ -83,7 +85,8 @@ class RefineSettings:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        resolve(self.potential)  # PotentialNotInstalledError (a ScreenerError) for an unknown name
+        # PotentialNotInstalledError (a ScreenerError) for an unknown name
+        object.__setattr__(self, "potential", resolve(self.potential).name)
         if self.n_intermediate < 1:
             raise ValueError(f"need at least one intermediate image, got {self.n_intermediate}")
         if not (self.fmax > 0):

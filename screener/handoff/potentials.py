@@ -81,6 +81,11 @@ ALIASES = {"sevenn": "7net-0", "mace": "mace-mp-0", "orb": "orb-v3"}
 POTENTIALS = tuple(SPECS) + tuple(ALIASES)
 
 
+def canonical_name(name: Any) -> Any:
+    """The name an alias stands for (``sevenn`` -> ``7net-0``); any other value as it is."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def resolve(name: str) -> PotentialSpec:
     """The spec of a potential name (aliases included).
 

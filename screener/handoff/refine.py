@@ -42,7 +42,7 @@ from screener.handoff.potentials import (
     load_potential,
     potential_version,
 )
-from screener.handoff.refined_table import REFINED_COLUMNS, current_rows, neb_fields
+from screener.handoff.refined_table import REFINED_COLUMNS, ROW_KEY, current_rows, neb_fields
 from screener.screening.execution import dask_client, map_tasks
 from screener.screening.rundir import REFINED_TABLE, load_run
 
@@ -117,16 +117,29 @@ def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None =
 def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
     """``old`` rows not redone in ``new`` (same material, ion, hop and potential), then ``new``.
 
-    Old rows of an earlier screener are brought up to date (:func:`current_rows`).
+    A hop that failed now keeps an earlier row that has a NEB barrier (a rerun that cannot
+    reach the source, or runs out of memory, must not erase a finished NEB); its error is
+    logged. Old rows of an earlier screener are brought up to date (:func:`current_rows`).
     """
-    key = ["material_id", "working_ion", "hop_id", "potential"]
+    key = ROW_KEY
+    new = new[REFINED_COLUMNS]
     if old is None or not len(old):
-        return new[REFINED_COLUMNS].reset_index(drop=True)
+        return new.reset_index(drop=True)
     old = current_rows(old, run_path)
+    finished = {tuple(k) for k, neb in zip(old[key].to_numpy().tolist(), pd.to_numeric(old["neb_em_eV"],
+                                                                                         errors="coerce"))
+                if math.isfinite(neb)}
+    failed = (new["error"].fillna("") != "").to_numpy()
+    kept_old = [bad and tuple(k) in finished for k, bad in zip(new[key].to_numpy().tolist(), failed)]
+    for (_, r), k in zip(new.iterrows(), kept_old):
+        if k:
+            log.warning("%s %s (%s): failed now (%s); its earlier NEB is kept", r["material_id"], r["hop_id"],
+                        r["potential"], r["error"])
+    new = new[[not k for k in kept_old]]
     done = set(map(tuple, new[key].to_numpy().tolist()))
     keep = old[[tuple(k) not in done for k in old[key].to_numpy().tolist()]]
-    parts = [p for p in (keep, new[REFINED_COLUMNS]) if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else new[REFINED_COLUMNS]
+    parts = [p for p in (keep, new) if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else new.reset_index(drop=True)
 
 
 def write_images(images: list[Atoms], path: Path) -> None:

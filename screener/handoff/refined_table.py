@@ -11,10 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from screener.core.band import migration_barrier
-from screener.handoff.combine import load_combination
+from screener.handoff.combine import load_combination, refined_status
+from screener.handoff.potentials import canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -68,39 +70,63 @@ def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
     return [float(row["e_initial_eV"]), float(row["e_saddle_eV"]), float(row["e_final_eV"])]
 
 
+#: A ``refined.parquet`` row's identity: one row per hop and potential.
+ROW_KEY = ["material_id", "working_ion", "hop_id", "potential"]
+
+
 def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
     """A ``refined.parquet`` table in today's columns; one written before the barrier was max - min, brought up to date.
 
-    A table without the ``neb_em_forward_eV`` column (written before 2026-12-07) holds the forward
-    barrier in ``neb_em_eV``. In each of its rows with a barrier, that value moves to
+    Potentials recorded under an alias (``sevenn``) take the name it stands for (``7net-0``); of
+    two rows of one hop and potential, the later one stays. A table without the
+    ``neb_em_forward_eV`` column (written before 2026-12-07) holds the forward barrier in
+    ``neb_em_eV``. In each of its rows with a barrier, that value moves to
     ``neb_em_forward_eV``; ``neb_em_eV`` is derived again from the images (``run_path`` /
     ``images_path``; else the stored end-point and top energies, exact unless an interior image
-    lay below both end points) and the refined barrier is combined again with it. A row whose
-    energies cannot be had is left as it was.
+    lay below both end points) and the refined barrier and its status are combined again with it.
+    A row whose energies cannot be had is left as it was; a failed row without a refined barrier
+    (written before the combination) gets the fast prediction, as refine gives one today.
     """
     old = "neb_em_forward_eV" not in table.columns
     table = table.reindex(columns=REFINED_COLUMNS)
+    named = table["potential"].map(canonical_name)
+    if not named.equals(table["potential"]):
+        table = table.assign(potential=named).drop_duplicates(ROW_KEY, keep="last").reset_index(drop=True)
     if not old:
         return table
     neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
     stale = table.index[neb.notna()]
     table = table.astype({c: float for c in ("neb_em_forward_eV", "neb_em_reverse_eV")})
+    table["refined_status"] = table["refined_status"].astype(object)
     done = 0
     for i in stale:
         row = table.loc[i]
         try:
             e = _image_energies(row, run_path)
             barrier = migration_barrier(e)
-            fields, _ = neb_fields(str(row["potential"]), float(row["predicted_em_eV"]), float(row["uncertainty_eV"]),
-                                   barrier)
+            fields, name = neb_fields(str(row["potential"]), float(row["predicted_em_eV"]),
+                                      float(row["uncertainty_eV"]), barrier)
         except (TypeError, ValueError) as exc:  # energies or prediction missing: the row as it was
             log.warning("refined row %s/%s: barrier not brought up to date (%s)", row["material_id"], row["hop_id"],
                         exc)
             continue
-        fields.update(neb_em_eV=barrier, neb_em_forward_eV=max(e) - e[0], neb_em_reverse_eV=max(e) - e[-1])
+        converged = row["converged"] if isinstance(row["converged"], (bool, np.bool_)) else None
+        fields.update(neb_em_eV=barrier, neb_em_forward_eV=max(e) - e[0], neb_em_reverse_eV=max(e) - e[-1],
+                      refined_status=refined_status(barrier, "", converged, name))
         for column, value in fields.items():
             table.loc[i, column] = value
         done += 1
+    for i in table.index[neb.isna() & pd.to_numeric(table["refined_em_eV"], errors="coerce").isna()]:
+        row = table.loc[i]
+        try:
+            fields, _ = neb_fields(str(row["potential"]), float(row["predicted_em_eV"]),
+                                   float(row["uncertainty_eV"]), math.nan)
+        except (TypeError, ValueError):  # no prediction either: nothing to fall back on
+            continue
+        error = row["error"] if isinstance(row["error"], str) else ""
+        fields.update(refined_status=refined_status(math.nan, error))
+        for column, value in fields.items():
+            table.loc[i, column] = value
     if done:
         log.info("%d refined rows of an earlier screener: barrier now highest minus lowest image, combined again",
                  done)

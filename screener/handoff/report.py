@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from screener.handoff.refined_table import current_rows
+from screener.handoff.combine import load_combination
+from screener.handoff.refined_table import DISAGREEMENT_EV, current_rows
 from screener.screening.rundir import load_run
 from screener.sources.bundled import load_catalogue
 
@@ -249,7 +250,10 @@ def fig_parity(refined: pd.DataFrame) -> Figure:
     """Predicted vs MLIP-NEB barriers; unconverged NEBs are hollow.
 
     The axes span the points (not their error bars), from 0 eV; the model's uncertainty is drawn
-    light, stopping at 0 eV, so that wide uncertainties do not hide the points.
+    light, stopping at 0 eV, so that wide uncertainties do not hide the points. The grey band of
+    each potential is where its NEB agrees with the prediction (``disagreement`` false): within
+    :data:`DISAGREEMENT_EV` of it once corrected for the potential's softening, i.e.
+    ``scale * (x ± 0.3)``.
     """
     fig, ax = _new_fig(5.5, 5.0)
     r = refined[np.isfinite(refined["neb_em_eV"].astype(float))]
@@ -258,9 +262,11 @@ def fig_parity(refined: pd.DataFrame) -> Figure:
         hi = float(max(r["predicted_em_eV"].max(), r["neb_em_eV"].max())) * 1.1 + 0.1
         xs = np.array([lo, hi])
         ax.plot(xs, xs, "k-", lw=0.8)
-        ax.fill_between(xs, xs - 0.3, xs + 0.3, color="0.9", label="±0.3 eV")
+        for scale in sorted({load_combination(str(pot))[0].scale for pot in r["potential"].unique()}):
+            ax.fill_between(xs, scale * (xs - DISAGREEMENT_EV), scale * (xs + DISAGREEMENT_EV), color="0.85",
+                            alpha=0.6, lw=0, label=f"agrees: {scale:g} × (pred. ± {DISAGREEMENT_EV:g} eV)")
         for pot, d in r.groupby("potential"):
-            conv = d["converged"].astype(bool)
+            conv = d["converged"].fillna(False).astype(bool)
             ax.errorbar(d["predicted_em_eV"], d["neb_em_eV"], xerr=error_bars(d["predicted_em_eV"], d["uncertainty_eV"]),
                         fmt="none", ecolor="0.6", elinewidth=0.6, alpha=0.5, capsize=0)
             if conv.any():
@@ -373,15 +379,19 @@ def build_report(run: RunData, top: int = 50) -> str:
         parts.append("<h2>Second opinion: NEB with an ML potential</h2>")
         parts.append("<p>NEB between end points relaxed with a universal ML potential (fixed cell); "
                      "the barrier is the highest minus the lowest image energy. A second opinion beside the "
-                     "prediction, not the ranking key; rows where they differ by more than 0.3 eV are "
-                     "highlighted.</p>")
+                     "prediction, not the ranking key. The refined barrier combines the two, weighing each "
+                     "by how it errs against DFT (docs/dft_handoff.md). Universal potentials soften "
+                     "barriers, so the NEB is compared with the prediction after dividing it by the "
+                     "potential's fitted scale (CHGNet 0.8); rows where the two still differ by more than "
+                     f"{DISAGREEMENT_EV:g} eV are highlighted.</p>")
         parts.append(_figure_html(fig_parity(ref), "predicted vs NEB parity",
                                   "Predicted barrier (x, ± model uncertainty) vs the ML-potential NEB barrier (y); "
-                                  "the grey band is ±0.3 eV."))
+                                  "in the grey band the two agree once the NEB is corrected for softening."))
         parts.append(html_table(ref, [
             ("material_id", "material"), ("working_ion", "ion"), ("limit", "limit"), ("hop_id", "hop"),
             ("potential", "potential"), ("predicted_em_eV", "predicted (eV)"), ("uncertainty_eV", "±"),
-            ("neb_em_eV", "NEB (eV)"), ("delta_eV", "NEB − pred."), ("converged", "converged"),
+            ("neb_em_eV", "NEB (eV)"), ("delta_eV", "NEB − pred."), ("refined_em_eV", "refined (eV)"),
+            ("refined_uncertainty_eV", "refined ±"), ("refined_status", "refined from"), ("converged", "converged"),
             ("neb_steps", "steps"), ("seconds", "s"), ("error", "error"),
         ], row_class=ref["disagreement"].fillna(False).astype(bool).map({True: "flag", False: ""}),
             table_id="refined"))

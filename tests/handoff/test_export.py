@@ -153,6 +153,15 @@ def test_refined_images_are_exported_instead(lfp_run, tmp_path):
     assert got["images_from"] == "refined:chgnet" and got["neb_em_eV"] == pytest.approx(0.42)
     assert got["n_images"] == 4  # the refined band's count, not --images
     assert (man.drop(index=man.index[man["hop_id"] == sel["hop_id"].iloc[0]])["images_from"] == "idpp").all()
+    # rows recorded under an alias (sevenn) are found by the potential's name, and named by it
+    pd.DataFrame([{**row, "potential": "sevenn"}], columns=REFINED_COLUMNS).to_parquet(run_copy / "refined.parquet")
+    man = export_run(run_copy, tmp_path / "out2", ExportOptions(top=1, n_intermediate=1, idpp_steps=0,
+                                                                source=str(hosts), refined_potential="7net-0"))
+    assert man.set_index("hop_id").loc[sel["hop_id"].iloc[0], "images_from"] == "refined:7net-0"
+    # an unknown potential is refused before any work
+    rc = main(["export", str(run_copy), "--top", "1", "--potential", "no-such-potential", "--source", str(hosts),
+               "--out", str(tmp_path / "out3"), "--quiet"])
+    assert rc == 2 and not (tmp_path / "out3").exists()
 
 
 def test_files_run_without_source_is_a_usage_error(lfp_run, tmp_path):

@@ -124,6 +124,50 @@ def test_rows_flag_disagreement_and_upsert():
     assert merged.set_index(["hop_id", "potential"]).loc[("h1", "chgnet"), "disagreement"]
 
 
+def test_a_failed_rerun_keeps_the_earlier_neb():
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    st = RefineSettings()
+    good = result_row(hop, st, _fake_result(0.6), images_path="refined/m__h1/chgnet.traj")
+    failed_before = result_row(hop.copy().replace("h1", "h2"), st, error="MemoryError: out of memory")
+    old = pd.DataFrame([good, failed_before], columns=REFINED_COLUMNS)
+    new = pd.DataFrame([result_row(hop, st, error="RunDirError: source gone"),
+                        result_row(hop.copy().replace("h1", "h2"), st, _fake_result(0.7))], columns=REFINED_COLUMNS)
+    merged = merge_refined(old, new).set_index("hop_id")
+    assert len(merged) == 2
+    assert merged.loc["h1", "neb_em_eV"] == pytest.approx(0.6) and merged.loc["h1", "error"] == ""  # kept
+    assert merged.loc["h1", "images_path"] == "refined/m__h1/chgnet.traj"
+    assert merged.loc["h2", "neb_em_eV"] == pytest.approx(0.7)  # a failure is replaced by a success
+
+
+def test_an_alias_is_recorded_under_the_potentials_name():
+    assert RefineSettings(potential="sevenn").potential == "7net-0"
+    assert RefineSettings.legacy(potential="mace").potential == "mace-mp-0"
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    # a table that recorded SevenNet-0 under its old name, then under its name: one row, the later
+    earlier = {**result_row(hop, RefineSettings(potential="7net-0"), _fake_result(0.6)), "potential": "sevenn"}
+    later = result_row(hop, RefineSettings(potential="7net-0"), _fake_result(0.7))
+    assert later["potential"] == "7net-0"
+    table = current_rows(pd.DataFrame([earlier, later], columns=REFINED_COLUMNS))
+    assert list(table["potential"]) == ["7net-0"] and table["neb_em_eV"].iloc[0] == pytest.approx(0.7)
+
+
+def test_an_earlier_screeners_failed_row_gets_the_fast_prediction():
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 0.5, "uncertainty_eV": 0.05})
+    ok = result_row(hop, RefineSettings(), _fake_result(0.6))
+    failed = result_row(hop.copy().replace("h1", "h2"), RefineSettings(), error="BandBuildError: no")
+    # as written before the combination: neither the forward column nor the refined ones
+    gone = ["neb_em_forward_eV", "refined_em_eV", "refined_uncertainty_eV", "refined_status", "neb_weight"]
+    old = pd.DataFrame([{**ok, "neb_em_eV": 0.6}, failed]).drop(columns=gone)
+    up = current_rows(old).set_index("hop_id")
+    assert up.loc["h2", "refined_em_eV"] == pytest.approx(0.5)  # the fast prediction, as refine gives today
+    assert up.loc["h2", "refined_status"] == "fast model only (NEB failed: BandBuildError)"
+    assert up.loc["h1", "refined_status"] == ok["refined_status"]
+    assert up.loc["h1", "refined_em_eV"] == pytest.approx(ok["refined_em_eV"])
+
+
 def test_missing_potential_is_a_clear_usage_error(lfp_run, monkeypatch, capsys, caplog):
     import dataclasses
 
@@ -136,6 +180,13 @@ def test_missing_potential_is_a_clear_usage_error(lfp_run, monkeypatch, capsys, 
     rc = main(["refine", str(lfp_run[0]), "--potential", "sevenn", "--source", str(lfp_run[1]), "--quiet"])
     assert rc == 2
     assert "pip install sevenn" in caplog.text
+    assert not (lfp_run[0] / "refined.parquet").exists()
+
+
+def test_hops_asked_for_that_are_not_there_are_a_usage_error(lfp_run, caplog):
+    rc = main(["refine", str(lfp_run[0]), "--hop", "no-such-hop", "--source", str(lfp_run[1]), "--quiet"])
+    assert rc == 2
+    assert "none of the hops asked for" in caplog.text
     assert not (lfp_run[0] / "refined.parquet").exists()
 
 

@@ -117,7 +117,8 @@ def test_report_shows_parity_when_refine_ran(run_dir, tmp_path):
         r.update(material_id=h["material_id"], working_ion="Li", hop_id=h["hop_id"], limit=h["limit"],
                  potential="chgnet", predicted_em_eV=h["predicted_em_eV"], uncertainty_eV=h["uncertainty_eV"],
                  neb_em_eV=neb, delta_eV=neb - h["predicted_em_eV"], disagreement=k == 0, converged=k != 2,
-                 neb_steps=50, seconds=30.0, error="")
+                 neb_steps=50, seconds=30.0, error="", neb_em_forward_eV=neb, refined_em_eV=0.1 * (k + 1),
+                 refined_uncertainty_eV=0.05, refined_status="combined (chgnet)")
         rows.append(r)
     pd.DataFrame(rows, columns=REFINED_COLUMNS).to_parquet(run_copy / "refined.parquet")
     out = tmp_path / "sub" / "report.html"
@@ -129,6 +130,11 @@ def test_report_shows_parity_when_refine_ran(run_dir, tmp_path):
     assert len(page.tables["shortlist"]) == 2  # header + the one row asked for
     assert {r[3] for r in page.tables["refined"][1:]} == set(hops["hop_id"])
     assert out.read_text().count('class="flag"') == 1  # the disagreeing hop is highlighted
+    # the combined barrier is shown beside the two opinions
+    header = page.tables["refined"][0]
+    assert "refined (eV)" in header and "refined from" in header
+    col = header.index("refined (eV)")
+    assert sorted(float(r[col]) for r in page.tables["refined"][1:]) == pytest.approx([0.1, 0.2, 0.3])
 
 
 def test_report_of_a_missing_run_is_a_usage_error(tmp_path):
