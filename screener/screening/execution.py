@@ -9,9 +9,8 @@ analysed.
 
 Fault tolerance: a task that raises is retried once; a task whose worker dies (killed, out of
 memory, a crash in native code) is rescheduled by Dask on another worker, up to the scheduler's
-``distributed.scheduler.allowed-failures`` (:data:`ALLOWED_FAILURES` in the local clusters
-screener starts, Dask's default 3 elsewhere), after which it comes back as a ``KilledWorker``
-exception. Every task is pure: its result only goes to the client, which writes
+``distributed.scheduler.allowed-failures`` (3 by default), after which it comes back as a
+``KilledWorker`` exception. Every task is pure: its result only goes to the client, which writes
 it, so a task run twice changes nothing.
 """
 
@@ -95,33 +94,6 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.admin.tick.interval": "200ms",
 }
 
-#: Times the scheduler of a local cluster screener starts gives a task whose worker died another
-#: worker (Dask's default: 3). Screener runs such a task again itself, at finer grain (a group's
-#: hosts alone, then a host's hops apart from their predictions), so each further Dask attempt
-#: only costs one more worker death: an input that kills every worker that touches it becomes a
-#: failure row after 6 deaths rather than 12 (``tests/screening/test_resume.py``). A value the
-#: user set (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES``, a Dask config file) is kept.
-ALLOWED_FAILURES = 1
-
-_ALLOWED_FAILURES_KEY = "distributed.scheduler.allowed-failures"
-
-
-def retry_config() -> dict[str, Any]:
-    """:data:`ALLOWED_FAILURES` for a local cluster, unless the user configured Dask's own value.
-
-    Configured: in a ``DASK_*`` variable or a Dask config file (``dask.config.collect``), or set
-    in this process to something other than distributed's default.
-    """
-    import dask
-    import distributed  # noqa: F401 - registers distributed's defaults
-
-    key = _ALLOWED_FAILURES_KEY
-    default = dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
-    user = dask.config.get(key, config=dask.config.collect(), default=None)
-    if user is not None or dask.config.get(key, default=None) != default:
-        return {}
-    return {key: ALLOWED_FAILURES}
-
 
 def is_loopback(address: str) -> bool:
     """Whether a Dask address names this machine's loopback interface (no name lookup)."""
@@ -175,8 +147,7 @@ def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str
 
     Returns:
         The started ``distributed.LocalCluster`` (without a dashboard), with
-        :data:`LOCAL_CLUSTER_CONFIG` in its scheduler and workers and :func:`retry_config` in
-        its scheduler.
+        :data:`LOCAL_CLUSTER_CONFIG` in its scheduler and workers.
     """
     import dask
     from distributed import LocalCluster
@@ -185,7 +156,7 @@ def local_cluster(workers: int, threads_per_worker: int = 1, resources: dict[str
     # the nanny's own environment, which outranks what this process had at the nanny's start (a
     # shell's OMP_NUM_THREADS=4 would otherwise reach every one-thread worker).
     threads = {k: str(threads_per_worker) for k in _THREAD_ENV}
-    with dask.config.set({**LOCAL_CLUSTER_CONFIG, **retry_config(),
+    with dask.config.set({**LOCAL_CLUSTER_CONFIG,
                           "distributed.nanny.pre-spawn-environ": worker_environment(threads_per_worker)}):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                             dashboard_address=None, resources=resources, silence_logs=logging.ERROR,
