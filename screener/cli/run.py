@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         source = source_of(args)
         kwargs = dict(screen_kwargs(args), pathways=pw, quiet=args.quiet)
+    except (ScreenerError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    # From here a ValueError is a bug (exit 1 with its traceback), not a usage error.
+    try:
         if getattr(source, "incremental", False):
             from pipelines.increment import (
                 run_incremental,  # screens only what changed since the last run
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_incremental(ions, source, args.out, **kwargs)
         else:
             result = screen(ions, source, args.out or default_out_dir(ions), **kwargs)
-    except (ModelLoadError, ScreenerError, ValueError) as exc:
+    except (ModelLoadError, ScreenerError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     if not args.quiet:

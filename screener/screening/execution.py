@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from screener.core.errors import ScreenerError
 from screener.core.memory import MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -54,7 +55,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, device
             logging.getLogger(name).setLevel(logging.WARNING)
 
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)  # waits distributed.comm.timeouts.connect (30 s)
+        except (OSError, TimeoutError) as exc:  # an address nobody answers at: before any work
+            raise ScreenerError(f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}: {exc}); "
+                                "check --scheduler") from exc
         prefer_direct(client)
         try:
             yield client

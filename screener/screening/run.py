@@ -35,7 +35,7 @@ from screener.model.registry import model_fingerprint, model_version_of
 from screener.pathways.config import PathwayConfig
 from screener.screening.execution import TaskRunner, dask_client, guided_groups, total_threads
 from screener.screening.keys import batch_key, host_key, pathway_settings, settings_hash
-from screener.screening.store import PARTS_DIR, PartStore, default_out_dir
+from screener.screening.store import PartStore, default_out_dir
 from screener.screening.tables import FAILURE_COLUMNS, assemble_tables
 from screener.screening.tasks import (
     BandSpec,
@@ -261,12 +261,10 @@ def screen(
     if write:
         out_dir = Path(out) if out else default_out_dir(ions)
         log.info("writing the tables to %s", out_dir.resolve())
-        if not resume and (out_dir / PARTS_DIR).exists():
-            import shutil
-
-            shutil.rmtree(out_dir / PARTS_DIR)
         store = PartStore(out_dir, header={"screener": __version__, "model": model_fp,
-                                           "settings": settings, "chemistry": ions})
+                                           "settings": settings, "chemistry": ions}, fresh=not resume)
+    # The folder stays locked until its tables and run.json are written, so that a second run
+    # into it finds none of them half-written.
     try:
         tables, info = _run_pipeline(
             hosts, order, store, workers=workers, scheduler=scheduler,
@@ -274,47 +272,46 @@ def screen(
             pw_config=pw_config, model_fp=model_fp, settings_hash=settings,
             model_version=model_version, threshold=threshold, quiet=quiet, timings=timings, fuse=fuse,
         )
+        if early_failures:
+            early = pd.DataFrame(early_failures, columns=FAILURE_COLUMNS)
+            tables["failures"] = pd.concat([early, tables["failures"]], ignore_index=True)
+        run_info = {
+            "screener_version": __version__,
+            "model_version": model_version,
+            "source": src.name,
+            # Where a file source read from, so `export`/`refine` can re-read the structures.
+            "source_path": str(Path(src.path).resolve()) if hasattr(src, "path") else None,
+            "source_database_version": src.database_version(),
+            # What the structure reader warned about, with how many files each concerned.
+            "reader_warnings": {msg: len(files) for msg, files in getattr(src, "reader_warnings", {}).items()},
+            "chemistry": ions,
+            "config": {"threshold": threshold, "batch_size": batch_size, "fuse": info["fuse"], "workers": workers,
+                       "scheduler": bool(scheduler), "synchronous": synchronous, "device": info["device"],
+                       "pathways": pathway_settings(pw_config)},
+            "counts": {"hosts": n_inputs, "hops": len(tables["hops"]),
+                       "hops_predicted": int(tables["hops"]["predicted_em_eV"].notna().sum()),
+                       "structures": len(tables["structures"]), "shortlist": len(tables["shortlist"]),
+                       "failures": len(tables["failures"])},
+            "resume": info["resume"],
+            "workers": info["workers"],
+            "timings_s": timings,
+        }
+        result = ScreenResult(tables, run_info)
+        if write and out_dir is not None:
+            tw = time.perf_counter()
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name, df in tables.items():
+                write_parquet_atomic(df, out_dir / f"{name}.parquet")
+            timings["writing"] += time.perf_counter() - tw
+            timings["total"] = time.perf_counter() - t_start
+            write_json_atomic(run_info, out_dir / "run.json")
+            result.out = out_dir
+        else:
+            timings["total"] = time.perf_counter() - t_start
+        return result
     finally:
         if store is not None:
             store.close()
-    if early_failures:
-        tables["failures"] = pd.concat([pd.DataFrame(early_failures, columns=FAILURE_COLUMNS), tables["failures"]],
-                                       ignore_index=True)
-    run_info = {
-        "screener_version": __version__,
-        "model_version": model_version,
-        "source": src.name,
-        # Where a file source read from, so `export`/`refine` can re-read the structures.
-        "source_path": str(Path(src.path).resolve()) if hasattr(src, "path") else None,
-        "source_database_version": src.database_version(),
-        # What the structure reader warned about, with how many files each concerned.
-        "reader_warnings": {msg: len(files) for msg, files in getattr(src, "reader_warnings", {}).items()},
-        "chemistry": ions,
-        "config": {"threshold": threshold, "batch_size": batch_size, "fuse": info["fuse"], "workers": workers,
-                   "scheduler": bool(scheduler), "synchronous": synchronous, "device": info["device"],
-                   "pathways": pathway_settings(pw_config)},
-        "counts": {"hosts": n_inputs, "hops": len(tables["hops"]),
-                   "hops_predicted": int(tables["hops"]["predicted_em_eV"].notna().sum()),
-                   "structures": len(tables["structures"]), "shortlist": len(tables["shortlist"]),
-                   "failures": len(tables["failures"])},
-        "resume": info["resume"],
-        "workers": info["workers"],
-        "timings_s": timings,
-    }
-    result = ScreenResult(tables, run_info)
-    if write and out_dir is not None:
-
-        tw = time.perf_counter()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, df in tables.items():
-            write_parquet_atomic(df, out_dir / f"{name}.parquet")
-        timings["writing"] += time.perf_counter() - tw
-        timings["total"] = time.perf_counter() - t_start
-        write_json_atomic(run_info, out_dir / "run.json")
-        result.out = out_dir
-    else:
-        timings["total"] = time.perf_counter() - t_start
-    return result
 
 
 def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *, workers: int | None,

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,17 +100,27 @@ class PartStore:
     Args:
         out: the run's output folder.
         header: fields of the ``run`` line appended at open (versions, settings hash).
+        fresh: forget every stored part (``--no-resume``), once the lock is held.
 
     Raises:
         ScreenerError: another run holds the folder's lock.
     """
 
-    def __init__(self, out: Path, header: dict[str, Any] | None = None):
+    def __init__(self, out: Path, header: dict[str, Any] | None = None, fresh: bool = False):
         self.out = Path(out)
         self.root = self.out / PARTS_DIR
-        (self.root / "hosts").mkdir(parents=True, exist_ok=True)
-        (self.root / "batches").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh = self._lock()
+        if fresh:  # under the lock: never the parts of a run still writing them
+            for p in self.root.iterdir():
+                if p.name == ".lock":
+                    continue
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+        (self.root / "hosts").mkdir(exist_ok=True)
+        (self.root / "batches").mkdir(exist_ok=True)
         self._clean_temporaries()
         self.records: dict[tuple[str, str], PartRecord] = self._read_manifest()
         self._verified: set[tuple[str, str]] = set()

@@ -8,6 +8,7 @@ None raises for a bad input: failures come back as rows.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -29,6 +30,8 @@ from screener.pathways.config import PathwayConfig
 from screener.pathways.network import Hop, HostPathways
 from screener.pathways.search import find_pathways
 from screener.screening.execution import hold_worker_threads
+
+log = logging.getLogger(__name__)
 
 #: On a CPU, graphs per forward pass are capped so that a pass holds about this many atoms: the
 #: message passing is memory-bound and larger passes fall out of cache (measured ~1.8x slower
@@ -253,6 +256,30 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def worker_device(device: str) -> str:
+    """The GPU of this Dask worker: ``cuda`` becomes ``cuda:<n>`` on a machine with several GPUs.
+
+    A local cluster starts one worker per GPU, named 0, 1, ...; without this every worker would
+    put its model on the first GPU. Workers with other names (a cluster of your own, where each
+    worker usually sees one GPU through ``CUDA_VISIBLE_DEVICES``) and processes outside Dask keep
+    ``cuda``: torch's current device.
+    """
+    if device != "cuda":
+        return device
+    import torch
+
+    n = torch.cuda.device_count()
+    if n <= 1:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):  # not in a Dask worker
+        return device
+    return f"cuda:{name % n}" if isinstance(name, int) else device
+
+
 #: Hops per model batch when none is given: on a GPU a batch task is one forward pass, and 32
 #: bands fill it; on a CPU batching buys nothing (the message passing costs per bond, not per
 #: call), the host tasks predict their own hops and the size only cuts the stored batches.
@@ -283,7 +310,7 @@ def predict_batch(keys: list[tuple[str, str, str]], bands: list, model_dir: str 
 
     tune_malloc()
     t0 = time.perf_counter()
-    device = resolve_device(device)
+    device = worker_device(resolve_device(device))
     hold_worker_threads()
     predictor = load_predictor(model_dir, device)
     t1 = time.perf_counter()
@@ -317,13 +344,31 @@ def predict_batch(keys: list[tuple[str, str, str]], bands: list, model_dir: str 
     t3 = time.perf_counter()
     good = [i for i in range(len(keys)) if i not in failed]
     em: dict[int, tuple[float, float]] = {}
-    if good:
-        good_bands = [built[i] for i in good]
-        X = (pd.DataFrame([descriptors[i] for i in good], columns=list(FEATURE_NAMES), dtype=float)
+
+    def predict(rows: list[int]) -> None:
+        bands_ = [built[i] for i in rows]
+        X = (pd.DataFrame([descriptors[i] for i in rows], columns=list(FEATURE_NAMES), dtype=float)
              if predictor.tree_models else None)
-        pred = predictor.predict(good_bands, batch_size=forward_batch_size(good_bands, batch_size, device),
+        pred = predictor.predict(bands_, batch_size=forward_batch_size(bands_, batch_size, device),
                                  cache=cache, features=X)
-        em = {i: (float(pred.em[j]), float(pred.uncertainty[j])) for j, i in enumerate(good)}
+        em.update({i: (float(pred.em[j]), float(pred.uncertainty[j])) for j, i in enumerate(rows)})
+
+    if good:
+        try:
+            predict(good)
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - one band (or a pass too large for the GPU) must not sink the batch
+            if len(good) == 1:
+                raise
+            log.info("a batch of %d bands failed in the model; predicting them one by one", len(good), exc_info=True)
+            for i in good:
+                try:
+                    predict([i])
+                except MemoryError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    failed[i] = ("model", exc)
     t4 = time.perf_counter()
     rows = []
     for i, (item, ion, hop_id) in enumerate(keys):

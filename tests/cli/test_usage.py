@@ -66,6 +66,20 @@ def test_bad_usage_exits_2_with_one_line_before_any_work(argv, message, tmp_path
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
 
+def test_a_scheduler_nobody_answers_at_is_a_usage_error(tmp_path, caplog):
+    import dask
+
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    shutil.copy(catalogue_dir() / "MgCr2O4.cif", hosts)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}), caplog.at_level(logging.ERROR):
+        rc = main(["run", "--chemistry", "Mg", "--source", str(hosts), "--scheduler", "tcp://127.0.0.1:9",
+                   "--out", str(tmp_path / "out"), "--quiet"])
+    assert rc == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in caplog.text
+    assert not list((tmp_path / "out").glob("*.parquet"))
+
+
 def test_an_empty_source_folder_says_no_structures_were_found(tmp_path, caplog):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no structures here")

@@ -186,3 +186,43 @@ def test_a_shared_task_that_crashes_runs_each_host_alone(host_dir, reference, cl
     assert info["hosts_crashed"] == 0 and info["hosts_run"] == 2 and info["batches_run"] == 4
     assert res.exit_code == 0
     _same(reference, res)
+
+
+def test_a_band_the_model_fails_on_fails_alone_in_its_batch(host_dir, reference, monkeypatch):
+    """Across hosts (the GPU layout) one batch holds all 4 hops; the model raises on MgTi2S4's."""
+    from screener.model.predictor import BandPredictor
+
+    real = BandPredictor.predict
+
+    def fails_on_titanium(self, bands, *args, **kwargs):
+        if any("Ti" in b.structure.composition for b in bands):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(self, bands, *args, **kwargs)
+
+    monkeypatch.setattr(BandPredictor, "predict", fails_on_titanium)
+    res = screen("Mg", str(host_dir), synchronous=True, batch_size=4, fuse=False)
+    assert res.run_info["resume"]["batches_run"] == 1 and res.exit_code == 3
+    failed = res.failures
+    assert set(failed["item"].str.split("#").str[0]) == {"MgTi2S4.cif"}
+    assert (failed["stage"] == "model").all() and (failed["error_type"] == "RuntimeError").all()
+    # the other host's hops were predicted, as in the reference
+    got = res.hops[res.hops["material_id"] == "MgCr2O4.cif"].sort_values(["hop_id", "limit"])
+    want = reference.hops[reference.hops["material_id"] == "MgCr2O4.cif"].sort_values(["hop_id", "limit"])
+    assert got["predicted_em_eV"].notna().all()
+    np.testing.assert_allclose(got["predicted_em_eV"].to_numpy(), want["predicted_em_eV"].to_numpy(), rtol=1e-6)
+
+
+def test_each_local_gpu_worker_puts_its_model_on_its_own_gpu(monkeypatch):
+    import distributed
+    import torch
+
+    from screener.screening.tasks import worker_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert worker_device("cuda") == "cuda"  # outside a Dask worker: torch's current device
+    for name, want in ((0, "cuda:0"), (2, "cuda:2"), (5, "cuda:1"), ("SLURMCluster-0-1", "cuda")):
+        monkeypatch.setattr(distributed, "get_worker", lambda name=name: type("W", (), {"name": name})())
+        assert worker_device("cuda") == want
+    assert worker_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert worker_device("cuda") == "cuda"

@@ -235,6 +235,33 @@ def test_two_runs_cannot_write_one_folder(tmp_path):
         with pytest.raises(ScreenerError, match="another screener run"):
             PartStore(tmp_path / "out")
     PartStore(tmp_path / "out").close()  # released with the first store
+    # a run that would start afresh (--no-resume) does not wipe the parts of a run still going
+    with PartStore(tmp_path / "out") as first:
+        first.put_host("k" * 64, "m", {"item": "m", "hops": []})
+        with pytest.raises(ScreenerError, match="another screener run"):
+            PartStore(tmp_path / "out", fresh=True)
+        assert first.host("k" * 64) is not None
+    with PartStore(tmp_path / "out", fresh=True) as again:
+        assert again.host("k" * 64) is None and not again.records
+
+
+def test_the_folder_stays_locked_until_its_tables_are_written(host_dir, tmp_path, monkeypatch):
+    import screener.screening.run as run_module
+
+    out = tmp_path / "out"
+    seen = []
+    real = run_module.write_json_atomic
+
+    def write_json(obj, path):  # run.json, the last file a run writes
+        with pytest.raises(ScreenerError, match="another screener run"):
+            PartStore(out)
+        seen.append(sorted(p.name for p in out.glob("*.parquet")))
+        return real(obj, path)
+
+    monkeypatch.setattr(run_module, "write_json_atomic", write_json)
+    screen("Mg", str(host_dir), out, synchronous=True, batch_size=1)
+    assert seen == [sorted(f"{t}.parquet" for t in TABLES)]
+    PartStore(out).close()  # released at the end
 
 
 # ----------------------------------------------------------------------------- dying workers
