@@ -2,8 +2,8 @@
 
 Every host task (one structure, one working ion) has a key derived from its content (item, ion,
 source, the structure itself, hop-finding settings, screener version), and every model batch a
-key derived from the sorted ``(material, ion, hop_id)`` keys it holds, the model (version and
-checksum of ``model.json``) and the settings.
+key derived from the sorted ``(material, ion, hop_id)`` keys it holds with a hash of each hop's
+band input (cell and hop), the model (version and checksum of ``model.json``) and the settings.
 """
 
 from __future__ import annotations
@@ -31,10 +31,32 @@ def host_key(item: str, ion: str, source: str, structure, config: PathwayConfig)
                  "pathways": pathway_settings(config)})[:32]
 
 
-def batch_key(keys: list[tuple[str, str, str]], model_fingerprint: str, settings_hash: str) -> str:
-    """Key of a model batch: its sorted (material, ion, hop_id) keys, the model and the settings."""
-    return content_hash({"format": KEY_FORMAT, "keys": sorted(list(k) for k in keys),
-                 "model": model_fingerprint, "settings": settings_hash})[:32]
+def cell_hash(cell: dict[str, Any]) -> str:
+    """Hash of a host's cleaned cell (:class:`~screener.screening.tasks.BandSpec` ``cell``)."""
+    return content_hash(cell)[:16]
+
+
+def band_input_hash(cell: str, hop: dict[str, Any]) -> str:
+    """Hash of what a hop's band is built from: its host's cell (:func:`cell_hash`) and the hop."""
+    return content_hash({"cell": cell, "hop": hop})[:16]
+
+
+def batch_key(keys: list[tuple[str, str, str]], model_fingerprint: str, settings_hash: str,
+              inputs: list[str]) -> str:
+    """Key of a model batch: its (material, ion, hop_id) keys with what their bands are built from.
+
+    Args:
+        keys: the batch's hop keys.
+        model_fingerprint: the model (version and checksums).
+        settings_hash: the hop-finding settings (:func:`settings_hash`).
+        inputs: :func:`band_input_hash` of each hop, in the order of ``keys``: a hop whose cell or
+            geometry changed (an edited input file that kept its hop ids, a screener that builds
+            bands otherwise) is predicted again.
+    """
+    if len(inputs) != len(keys):
+        raise ValueError(f"{len(keys)} keys, {len(inputs)} input hashes")
+    return content_hash({"format": KEY_FORMAT, "hops": sorted([*k, h] for k, h in zip(keys, inputs)),
+                         "model": model_fingerprint, "settings": settings_hash})[:32]
 
 
 def settings_hash(config: PathwayConfig) -> str:

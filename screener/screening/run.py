@@ -34,7 +34,14 @@ from screener.model.predictor import check_model
 from screener.model.registry import model_fingerprint, model_version_of
 from screener.pathways.config import PathwayConfig
 from screener.screening.execution import TaskRunner, dask_client, guided_groups, total_threads
-from screener.screening.keys import batch_key, host_key, pathway_settings, settings_hash
+from screener.screening.keys import (
+    band_input_hash,
+    batch_key,
+    cell_hash,
+    host_key,
+    pathway_settings,
+    settings_hash,
+)
 from screener.screening.store import PartStore, default_out_dir
 from screener.screening.tables import FAILURE_COLUMNS, assemble_tables
 from screener.screening.tasks import (
@@ -365,11 +372,18 @@ def _run_pipeline(hosts: dict[str, _HostInput], order: list[str], store: Any, *,
             if progress is not None:
                 progress.advance(bar_batches)
 
+        cell_hashes: dict[tuple[str, str], str] = {}
+
         def emit(new_batches: list, done: dict[tuple, Any] | None = None) -> None:
             """Queue the batches a host completed; ``done``: those its own task predicted."""
             for batch in new_batches:
                 keys = [k for k, _ in batch]
-                bkey = batch_key(keys, model_fp, settings_hash)
+                inputs = []
+                for (item, ion, _), spec in batch:  # a host's hops share its cell: hashed once
+                    if (item, ion) not in cell_hashes:
+                        cell_hashes[item, ion] = cell_hash(spec.cell)
+                    inputs.append(band_input_hash(cell_hashes[item, ion], spec.hop))
+                bkey = batch_key(keys, model_fp, settings_hash, inputs)
                 batches.append((bkey, keys))
                 batch_keys[bkey] = keys
                 counts["batches_total"] += 1

@@ -230,6 +230,24 @@ def test_batches_do_not_depend_on_the_order_tasks_finish():
     assert len(seen) == 1
 
 
+def test_a_batch_is_keyed_by_what_its_bands_are_built_from():
+    from screener.screening.keys import band_input_hash, batch_key, cell_hash
+
+    keys = [("m.cif", "Mg", "h1"), ("m.cif", "Mg", "h2")]
+    cell = {"lattice": [[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0]], "species": ["Mg", "O"],
+            "frac_coords": [[0, 0, 0], [0.5, 0.5, 0.5]]}
+    hops = [{"hop_id": "h1", "start": [0, 0, 0]}, {"hop_id": "h2", "start": [0.5, 0, 0]}]
+    inputs = [band_input_hash(cell_hash(cell), h) for h in hops]
+    key = batch_key(keys, "model", "settings", inputs)
+    assert batch_key(keys[::-1], "model", "settings", inputs[::-1]) == key  # the order of the hops
+    # same hop ids, an edited input file (a moved atom): predicted again
+    moved = {**cell, "frac_coords": [[0, 0, 0], [0.5, 0.5, 0.49]]}
+    assert batch_key(keys, "model", "settings", [band_input_hash(cell_hash(moved), h) for h in hops]) != key
+    assert batch_key(keys, "other model", "settings", inputs) != key
+    with pytest.raises(ValueError):
+        batch_key(keys, "model", "settings", inputs[:1])
+
+
 def test_two_runs_cannot_write_one_folder(tmp_path):
     with PartStore(tmp_path / "out"):
         with pytest.raises(ScreenerError, match="another screener run"):
