@@ -53,8 +53,10 @@ def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFram
     who = ["material_id", "working_ion"]
     h = hops.loc[:, [*who, "hop_label", "hop_id", "predicted_em_eV", "uncertainty_eV"]]
     h = h.merge(short[[*who, "percolation_1d_eV"]].drop_duplicates(who), on=who, how="inner")
-    # A label is on the path when its dearest limit is open at the material's 1D barrier.
-    worst = h.groupby([*who, "hop_label"], sort=False)["predicted_em_eV"].transform("max")
+    # A label is on the path when its dearest limit is open at the material's 1D barrier; a limit
+    # without a prediction never opens (as in the conservative percolation).
+    worst = (h.assign(em=h["predicted_em_eV"].fillna(np.inf))
+             .groupby([*who, "hop_label"], sort=False)["em"].transform("max"))
     on_path = h.loc[(worst <= h["percolation_1d_eV"] + 1e-12).to_numpy()]
     grouped = on_path.groupby(who, sort=False)
     paths = grouped["hop_id"].agg(lambda ids: sorted(ids.unique().tolist()))

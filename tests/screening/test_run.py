@@ -188,3 +188,21 @@ def test_loopback_addresses_are_told_apart_from_others(address, local):
     from screener.screening.execution import is_loopback
 
     assert is_loopback(address) is local
+
+
+def test_a_hop_with_a_limit_left_unpredicted_is_not_on_the_path():
+    import pandas as pd
+
+    from screener.screening.tables import shortlist_table
+
+    structures = pd.DataFrame({"material_id": ["m"], "working_ion": ["Mg"], "passes": [True],
+                               "percolation_1d_eV": [0.4]})
+    hops = pd.DataFrame({
+        "material_id": ["m"] * 4, "working_ion": ["Mg"] * 4, "hop_label": ["a", "a", "b", "b"],
+        "hop_id": ["a-vac", "a-dil", "b-vac", "b-dil"], "limit": ["vacancy", "dilute"] * 2,
+        # b's dilute-limit band failed: b is not open in every limit, so not on the path
+        "predicted_em_eV": [0.3, 0.4, 0.2, float("nan")], "uncertainty_eV": [0.1, 0.2, 0.05, float("nan")],
+    })
+    short = shortlist_table(structures, hops)
+    assert short["path_hop_ids"].iloc[0] == ["a-dil", "a-vac"]
+    assert short["path_max_uncertainty_eV"].iloc[0] == 0.2
