@@ -17,15 +17,20 @@ as the shipped one: load it with --model DIR or SCREENER_MODEL_DIR; a nightly ru
 re-screens what the model change affects).
 
 Layouts: VASP (image folders 00..NN, each with CONTCAR or POSCAR and OSZICAR or OUTCAR; the end
-points need their energies too) or ASE (one *.traj of the images with energies). Barrier: the
-highest minus the lowest image energy (the training set's convention); the forward and reverse
-ones are reported too. A folder is rejected when images did not finish, the end-point
-cells differ (> 0.5 % on a lattice vector) or no ion moves; and, unless --accept-warnings, when more
-than one ion moves by more than 0.5 Å, interior images lie below both end points, or the maximum
-sits at an end point.
+points need their energies too) or ASE (one *.traj of the images with energies and forces from a
+DFT calculator; an optimiser's trajectory is read from its last band; screener refine's ML-potential
+trajectories are refused). Barrier: the highest minus the lowest image energy (the training set's
+convention); the forward and reverse ones are reported too. A folder is rejected when images did
+not finish, the NEB did not converge (no "reached required accuracy" in an intermediate image's
+OUTCAR; ASE: a force perpendicular to the path above 0.1 eV/Å), the end-point cells differ
+(> 0.5 % on a lattice vector) or no ion moves; and, unless --accept-warnings, when convergence
+cannot be checked (no OUTCAR in the intermediate images, frames without forces), more than one ion
+moves by more than 0.5 Å, interior images lie below both end points, or the maximum sits at an end
+point. A hop already in the base's training set (or given twice) is learned once.
 
-Exit codes: 0 every folder read (accepted or rejected); 3 some folders could not be read; 2 usage
-error (no base training set, --out is the base...)."""
+Exit codes: 0 a model was written and every folder was read (accepted or rejected); 3 some folders
+could not be read, or none was accepted (no model written); 2 usage error (no base training set,
+--out not a new or empty folder, or the base...)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,9 +54,19 @@ def run(args: argparse.Namespace) -> int:
     """Run ``screener learn``; returns the exit code."""
     from screener.cli.tables import fmt_ev, print_table
     from screener.core.errors import ModelLoadError
-    from screener.loop.learn import learn
+    from screener.loop.learn import NothingToLearn, learn
     from screener.loop.neb_results import ACCEPTED, NebReadError, judge_neb
 
+    from pathlib import Path
+
+    from screener.loop.learn import check_out
+    from screener.model.registry import default_model_dir
+
+    try:  # before any work: learn never deletes a folder
+        check_out(Path(args.out), Path(args.base) if args.base else default_model_dir())
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     records, unreadable = [], []
     for folder in args.folders:
         try:
@@ -64,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
     if any(r.status == ACCEPTED for r in records):
         try:
             result = learn(records, args.out, args.base)
+        except NothingToLearn as exc:
+            log.error("%s", exc)
         except (ValueError, ModelLoadError) as exc:
             log.error("%s", exc)
             return EXIT_USAGE
     else:
-        log.warning("no folder was accepted: no model written")
+        log.error("no folder was accepted: no model written")
     keys = ("folder", "status", "em_eV", "em_forward_eV", "em_reverse_eV", "reason", "warnings", "working_ion",
             "hop_length_A")
     rows = [{k: r.to_dict()[k] for k in keys} for r in records] + unreadable
@@ -84,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
         if result:
             print(f"model {result.version} written to {result.model_dir}: trees CV MAE "
                   f"{result.cv_base['mae']:.3f} eV on the base rows, {result.cv_new['mae']:.3f} eV on the enlarged set")
-    return EXIT_PARTIAL if unreadable else EXIT_OK
+    return EXIT_PARTIAL if unreadable or result is None else EXIT_OK

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
     from screener.core.band import Band
 
+#: ``atoms.info`` key that ``screener refine`` sets on the images it writes (the potential's name),
+#: so that ``screener learn`` tells an ML potential's NEB from a DFT one.
+POTENTIAL_INFO = "screener_potential"
+
 
 #: Intermediate NEB images between the two end points (VASP ``IMAGES``).
 DEFAULT_N_INTERMEDIATE = 5

@@ -36,7 +36,7 @@ from screener.core.files import write_parquet_atomic
 from screener.handoff.combine import refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
 from screener.handoff.neb import NebResult, RefineSettings, StepCallback, refine_band
-from screener.handoff.neb_io import hop_folder_name
+from screener.handoff.neb_io import POTENTIAL_INFO, hop_folder_name
 from screener.handoff.potentials import (
     check_potential,
     load_potential,
@@ -142,10 +142,17 @@ def merge_refined(old: pd.DataFrame | None, new: pd.DataFrame, run_path: Path | 
     return pd.concat(parts, ignore_index=True) if parts else new.reset_index(drop=True)
 
 
-def write_images(images: list[Atoms], path: Path) -> None:
-    """All NEB images with their energies and forces in one ASE trajectory."""
+def write_images(images: list[Atoms], path: Path, potential: str | None = None) -> None:
+    """All NEB images with their energies and forces in one ASE trajectory.
+
+    ``potential`` is recorded in each image's ``info`` (``screener_potential``), so that
+    ``screener learn`` knows these are not DFT images.
+    """
     from ase.io import write
 
+    if potential:
+        for im in images:
+            im.info[POTENTIAL_INFO] = potential
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp, images, format="traj")
@@ -230,7 +237,7 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
             neb: NebResult = res["result"]
             folder = hop_folder_name(key[0], key[2], key[1] if multi_ion else None)
             rel = f"{REFINED_DIR}/{folder}/{st.potential}.traj"
-            write_images(neb.images, run.path / rel)
+            write_images(neb.images, run.path / rel, st.potential)
             rows[key] = result_row(h, st, neb, images_path=rel)
     new = pd.DataFrame([rows[k] for k in zip(selected["material_id"], selected["working_ion"], selected["hop_id"])],
                        columns=REFINED_COLUMNS)

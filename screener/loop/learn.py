@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ from screener.training.metrics import regression_metrics
 from screener.training.trainset import TrainingSet
 
 log = logging.getLogger(__name__)
+
+class NothingToLearn(ValueError):
+    """No accepted NEB, or none that the base model does not hold already: no model is written."""
+
 
 #: Files of a model directory that the refit replaces or that describe the old model only.
 _REPLACED = ("model.json", "MODEL_CARD.md", "cv_metrics.json")
@@ -64,6 +69,38 @@ def _cv(ts: TrainingSet, settings: list[dict[str, Any]]) -> tuple[dict[str, floa
     return regression_metrics(ts.y, pred), pred
 
 
+def check_out(out: Path, base: Path) -> None:
+    """Refuse a ``--out`` that would lose anything: the base, a folder holding it or in it, a non-empty folder.
+
+    Raises:
+        ValueError: with what is wrong; learn never deletes a folder.
+    """
+    o, b = Path(out).resolve(), Path(base).resolve()
+    if o == b or o in b.parents or b in o.parents:
+        raise ValueError(f"--out {out} is the base model {base}, holds it or lies inside it: choose a new folder")
+    if o.exists() and (not o.is_dir() or any(o.iterdir())):
+        raise ValueError(f"--out {out} exists and is not empty: choose a new folder (learn never deletes one)")
+
+
+def _new_rows(accepted: list[NebRecord], ts: TrainingSet) -> tuple[list[NebRecord], np.ndarray]:
+    """The accepted records whose band is not in the training set yet (nor twice among them), and their descriptors.
+
+    A hop learned twice (the same folder given twice, or learned again on a model that already
+    holds it) would land in two folds and predict itself in cross-validation.
+    """
+    X = feature_matrix([r.band for r in accepted]).to_numpy(dtype=float)
+    seen = {row.tobytes() for row in np.ascontiguousarray(ts.X, dtype=float)}
+    keep = []
+    for k, r in enumerate(accepted):
+        row = np.ascontiguousarray(X[k]).tobytes()
+        if row in seen:
+            log.warning("%s: this hop is already in the training set (or given twice): not learned again", r.folder)
+            continue
+        seen.add(row)
+        keep.append(k)
+    return [accepted[k] for k in keep], X[keep]
+
+
 def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = None,
           now: _dt.datetime | None = None) -> LearnResult:
     """Refit the base model's trees with the accepted NEB barriers; write the new model to ``out``.
@@ -71,20 +108,20 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     Args:
         records: judged NEB folders (:func:`~screener.loop.neb_results.judge_neb`); rejected ones
             are ignored.
-        out: the new model directory (created; must not be the base).
+        out: the new model directory (created; a new or empty folder, not the base: :func:`check_out`).
         base: the base model directory (default: ``$SCREENER_MODEL_DIR``, else the shipped one).
         now: the date recorded in the provenance (default: now, UTC).
 
     Raises:
-        ValueError: no accepted record, ``out`` is the base, or the base carries no training set.
+        ValueError: no accepted record (or none new), ``out`` refused (:func:`check_out`), or the base
+            carries no training set.
     """
     base_dir = Path(base) if base else default_model_dir()
     out = Path(out)
-    if out.resolve() == base_dir.resolve():
-        raise ValueError("--out must be a new folder, not the base model")
+    check_out(out, base_dir)
     accepted = [r for r in records if r.status == ACCEPTED]
     if not accepted:
-        raise ValueError("no accepted NEB folder: nothing to learn")
+        raise NothingToLearn("no accepted NEB folder: nothing to learn")
     try:
         ts = TrainingSet.load(base_dir)
     except FileNotFoundError:
@@ -95,8 +132,10 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     kinds = list((base_meta.get("train_config") or {}).get("tree_kinds") or ["extra_trees"])
     if kinds != ["extra_trees"] or any(not isinstance(m, ForestModel) for m in predictor.tree_models):
         raise ValueError("learn refits extra-trees members; this model has other tree kinds")
+    accepted, X_new = _new_rows(accepted, ts)
+    if not accepted:
+        raise NothingToLearn("every accepted NEB is already in the base model's training set: nothing to learn")
     bands = [r.band for r in accepted]
-    X_new = feature_matrix(bands).to_numpy(dtype=float)
     y_new = np.array([r.em_eV for r in accepted], dtype=float)
     date = (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
     enlarged = ts.extended(X_new, y_new, [r.folder for r in accepted], [b.ion for b in bands])
@@ -117,9 +156,11 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
                 "oof_predicted_em_eV": round(float(p), 4)}
                for r, b, p in zip(accepted, bands, learned_oof)]
 
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(base_dir, out, ignore=shutil.ignore_patterns(*_REPLACED, "trees_*.npz"))
+    # Written next to `out`, then moved into place: an interrupted learn leaves no half model there.
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(base_dir, tmp, ignore=shutil.ignore_patterns(*_REPLACED, "trees_*.npz"))
     base_version = f"{base_meta.get('name', 'model')}@{base_meta.get('version', '0')}"
     previous = list(base_meta.get("learned") or [])
     version = f"{base_meta.get('version', '0')}+learn{len(previous) + len(learned)}"
@@ -130,9 +171,14 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
                             "learned_rows_oof": regression_metrics(y_new, learned_oof) if len(y_new) > 1 else
                             {"mae": float(np.mean(np.abs(learned_oof - y_new)))}})
     new = BandPredictor(predictor.members, predictor.graph_config, members, predictor.graph_weight, info)
-    new.save(out)
-    enlarged.save(out)
-    _write_card(out, info)
+    try:
+        new.save(tmp)
+        enlarged.save(tmp)
+        _write_card(tmp, info)
+        tmp.replace(out)  # `out` is new, or an empty folder (check_out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return LearnResult(out, f"{info.get('name', 'model')}@{version}", learned, cv_base, cv_new)
 
 

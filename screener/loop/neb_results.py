@@ -4,22 +4,31 @@ Two layouts:
 
 * VASP: a folder with image folders ``00`` .. ``NN``; an image is finished when it has a
   ``CONTCAR`` (else ``POSCAR``) and an ``OSZICAR`` (else ``OUTCAR``) whose last ionic step is
-  written (pymatgen's readers; the OUTCAR is optional). The end points need their energies too
-  (copy the end-point relaxations' OSZICAR or OUTCAR into ``00`` and ``NN``).
+  written (pymatgen's readers). The end points need their energies too (copy the end-point
+  relaxations' OSZICAR or OUTCAR into ``00`` and ``NN``). The NEB converged when the OUTCAR of
+  every intermediate image says ``reached required accuracy``.
 * ASE: a folder holding one ``*.traj`` (or the file itself) whose frames are the images, each with
-  its energy (what ``screener refine`` writes).
+  its energy, from a DFT calculator (an ASE NEB run with VASP, GPAW...). The NEB converged when
+  the force on every intermediate image, less its component along the path, is at most
+  :data:`ASE_FMAX`. An optimiser's trajectory (every image at every step) is read from its last
+  band. Trajectories that ``screener refine`` wrote (an ML potential's NEB) are refused: learn
+  takes DFT barriers.
 
-The barrier is ``max(E) - E(first)`` (and the reverse one ``max(E) - E(last)``). Checks:
+The barrier is ``max(E) - min(E)`` (forward ``max(E) - E(first)``, reverse ``max(E) - E(last)``).
+Checks:
 
-* errors (the folder cannot teach anything): images that did not finish, end-point cells that
-  differ (a lattice vector changes by more than 0.5 %), end points in which no ion moves;
-* warnings (the user may judge them harmless, ``accept_warnings``): more than one ion moves by
-  more than 0.5 Å, interior images below both end points (an inverted profile), the maximum at an
-  end point.
+* errors (the folder cannot teach anything): images that did not finish, a NEB that did not
+  converge, end-point cells that differ (a lattice vector changes by more than 0.5 %), end points
+  in which no ion moves;
+* warnings (the user may judge them harmless, ``accept_warnings``): convergence that cannot be
+  checked (no OUTCAR in the intermediate images, frames without forces), more than one ion moves
+  by more than 0.5 Å, interior images below both end points (an inverted profile), the maximum
+  at an end point.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +39,20 @@ from pymatgen.core import Structure
 
 from screener.core.band import Band, displacements, migration_barrier
 from screener.core.errors import ScreenerError
+from screener.handoff.neb_io import POTENTIAL_INFO
 from screener.loop.predict import CELL_TOLERANCE, MOVES_A, cell_change
 
+log = logging.getLogger(__name__)
+
 ACCEPTED, REJECTED = "accepted", "rejected"
+
+#: Largest force (eV/Å) perpendicular to the path on an intermediate image of a converged ASE NEB:
+#: twice the usual NEB tolerance of 0.05 eV/Å, since the tangent here (central differences) is not
+#: the optimiser's own.
+ASE_FMAX = 0.1
+
+#: What VASP writes in an image's OUTCAR when the NEB met EDIFFG.
+VASP_CONVERGED = "reached required accuracy"
 
 
 class NebReadError(ScreenerError):
@@ -102,7 +122,10 @@ def _vasp_image(d: Path) -> tuple[Structure, float | None, str]:
     geometry = next((d / n for n in ("CONTCAR", "POSCAR") if (d / n).is_file() and (d / n).stat().st_size), None)
     if geometry is None:
         return None, None, "no CONTCAR or POSCAR"  # type: ignore[return-value]
-    structure = Structure.from_file(geometry)
+    try:
+        structure = Structure.from_file(geometry)
+    except Exception as exc:  # noqa: BLE001 - a file cut short (VASP killed while writing it)...
+        raise NebReadError(f"{geometry}: cannot read a structure ({type(exc).__name__}: {exc})") from exc
     for name, reader in (("OSZICAR", Oszicar), ("OUTCAR", Outcar)):
         path = d / name
         if not path.is_file():
@@ -116,42 +139,129 @@ def _vasp_image(d: Path) -> tuple[Structure, float | None, str]:
     return structure, None, "no OSZICAR or OUTCAR with a finished ionic step"
 
 
-def _read_vasp(folder: Path) -> tuple[list[Structure], list[float | None], list[str]]:
-    images, energies, missing = [], [], []
-    for d in _image_dirs(folder):
+@dataclass
+class NebRead:
+    """A NEB calculation as read: images, energies (None where unfinished) and what the reader found.
+
+    Attributes:
+        images: the images, first end point to last.
+        energies: their energies (eV); None for an image that did not finish.
+        missing: the images that did not finish, with why.
+        unconverged: why the NEB did not converge (empty: converged or not checkable).
+        notes: warnings of the reader (convergence that cannot be checked...).
+    """
+
+    images: list[Structure]
+    energies: list[float | None]
+    missing: list[str] = field(default_factory=list)
+    unconverged: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_vasp(folder: Path) -> NebRead:
+    out = NebRead([], [])
+    dirs = _image_dirs(folder)
+    for d in dirs:
         s, e, why = _vasp_image(d)
         if s is None:
             raise NebReadError(f"{d}: {why}")
-        images.append(s)
-        energies.append(e)
+        out.images.append(s)
+        out.energies.append(e)
         if e is None:
-            missing.append(f"{d.name} ({why})")
-    return images, energies, missing
+            out.missing.append(f"{d.name} ({why})")
+    interior = dirs[1:-1]
+    outcars = [d / "OUTCAR" for d in interior if (d / "OUTCAR").is_file()]
+    if len(outcars) < len(interior):
+        out.notes.append("convergence not checked: no OUTCAR in "
+                         + ", ".join(d.name for d in interior if not (d / "OUTCAR").is_file()))
+    stopped = [o.parent.name for o in outcars if VASP_CONVERGED not in o.read_text(errors="replace")]
+    if stopped:
+        out.unconverged = f"the NEB did not converge (no '{VASP_CONVERGED}' in the OUTCAR of {', '.join(stopped)})"
+    return out
 
 
-def _read_ase(path: Path) -> tuple[list[Structure], list[float | None], list[str]]:
+def _last_band(frames: list) -> tuple[list, int]:
+    """The last band of an optimiser's trajectory (every image at every step), and how many bands it holds.
+
+    A band's first frame is its first end point, which does not move: the frames repeat with the
+    period at which it comes back.
+    """
+    first = frames[0]
+    for period in range(3, len(frames) // 2 + 1):
+        if len(frames) % period:
+            continue
+        again = frames[period]
+        if (len(again) == len(first) and np.allclose(again.positions, first.positions, atol=1e-6)
+                and np.allclose(again.cell[:], first.cell[:], atol=1e-6)):
+            return frames[-period:], len(frames) // period
+    return frames, 1
+
+
+def _perpendicular_fmax(frames: list) -> float | None:
+    """Largest force on an intermediate image less its component along the path (None: no forces)."""
+    worst = 0.0
+    for k in range(1, len(frames) - 1):
+        calc = frames[k].calc
+        if calc is None or "forces" not in getattr(calc, "results", {}):
+            return None
+        f = np.asarray(calc.results["forces"], dtype=float)
+        tangent = frames[k + 1].positions - frames[k - 1].positions
+        norm = np.linalg.norm(tangent)
+        if norm > 0:
+            tangent = tangent / norm
+            f = f - np.sum(f * tangent) * tangent
+        worst = max(worst, float(np.linalg.norm(f, axis=1).max()))
+    return worst
+
+
+def _read_ase(path: Path) -> NebRead:
     from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    frames = read(str(path), index=":")
+    try:
+        frames = read(str(path), index=":")
+    except Exception as exc:  # noqa: BLE001 - not a trajectory, or cut short
+        raise NebReadError(f"{path}: cannot read the trajectory ({type(exc).__name__}: {exc})") from exc
     if len(frames) < 3:
         raise NebReadError(f"{path}: a NEB trajectory needs at least 3 images, found {len(frames)}")
-    images, energies, missing = [], [], []
+    potential = next((a.info.get(POTENTIAL_INFO) for a in frames if a.info.get(POTENTIAL_INFO)), None)
+    if potential:
+        raise NebReadError(f"{path}: an ML-potential NEB ({potential}, written by screener refine); learn takes "
+                           "DFT barriers")
+    frames, bands = _last_band(frames)
+    out = NebRead([], [])
+    if bands > 1:
+        log.info("%s: an optimiser trajectory of %d bands of %d images: the last band is read", path, bands,
+                 len(frames))
     for k, atoms in enumerate(frames):
-        images.append(AseAtomsAdaptor.get_structure(atoms))
         try:
-            energies.append(float(atoms.get_potential_energy()))
+            out.images.append(AseAtomsAdaptor.get_structure(atoms))
+        except Exception as exc:  # noqa: BLE001
+            raise NebReadError(f"{path}: frame {k} is not a structure ({exc})") from exc
+        try:
+            energy = float(atoms.get_potential_energy())
         except Exception:  # noqa: BLE001 - a frame without energy: unfinished
-            energies.append(None)
-            missing.append(f"frame {k} (no energy)")
-    return images, energies, missing
+            energy = None
+        if energy is None or not np.isfinite(energy):
+            out.energies.append(None)
+            out.missing.append(f"frame {k} (no energy)")
+        else:
+            out.energies.append(energy)
+    fmax = _perpendicular_fmax(frames)
+    if fmax is None:
+        out.notes.append("convergence not checked: the intermediate images carry no forces")
+    elif fmax > ASE_FMAX:
+        out.unconverged = (f"the NEB did not converge (force perpendicular to the path up to {fmax:.2f} eV/Å "
+                           f"> {ASE_FMAX} eV/Å)")
+    return out
 
 
-def read_neb(path: str | Path) -> tuple[list[Structure], list[float | None], list[str]]:
-    """Images, energies (None where unfinished) and the unfinished images of a NEB folder or trajectory.
+def read_neb(path: str | Path) -> NebRead:
+    """A NEB folder or trajectory, read (see :class:`NebRead`).
 
     Raises:
-        NebReadError: neither layout, or an image without a structure.
+        NebReadError: neither layout, an image without a readable structure, an ML-potential
+            trajectory.
     """
     p = Path(path)
     if not p.exists():
@@ -170,11 +280,15 @@ def judge_neb(path: str | Path, accept_warnings: bool = False) -> NebRecord:
     Raises:
         NebReadError: the folder cannot be read at all.
     """
-    images, energies, missing = read_neb(path)
+    neb = read_neb(path)
+    images, energies, missing = neb.images, neb.energies, neb.missing
     rec = NebRecord(folder=str(path), status=REJECTED)
     errors: list[str] = []
     if missing:
         errors.append(f"images that did not finish: {', '.join(missing)}")
+    if neb.unconverged:
+        errors.append(neb.unconverged)
+    rec.warnings.extend(neb.notes)
     initial, final = images[0], images[-1]
     rec.initial, rec.final = initial, final
     change = cell_change(initial, final)

@@ -68,6 +68,7 @@ def test_bad_usage_exits_2_with_one_line_before_any_work(argv, message, tmp_path
 
 def test_a_scheduler_nobody_answers_at_is_a_usage_error(tmp_path, caplog):
     import dask
+    import distributed  # noqa: F401 - its defaults first: leaving the override below must not remove them
 
     hosts = tmp_path / "hosts"
     hosts.mkdir()

@@ -35,7 +35,9 @@ def endpoints(licoo2) -> tuple[Structure, Structure]:
     return band.endpoint(0), band.endpoint(-1)
 
 
-def _write_neb(folder: Path, images: list[Structure], energies: list[float | None]) -> Path:
+def _write_neb(folder: Path, images: list[Structure], energies: list[float | None],
+               converged: bool | None = True) -> Path:
+    """A VASP NEB folder; ``converged``: the intermediate OUTCARs say so (None: no OUTCAR)."""
     for k, (s, e) in enumerate(zip(images, energies)):
         d = folder / f"{k:02d}"
         d.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,9 @@ def _write_neb(folder: Path, images: list[Structure], energies: list[float | Non
         if e is not None:
             (d / "OSZICAR").write_text("       N       E                     dE             d eps       ncg\n"
                                        + OSZICAR_LINE.format(e=-400.0 + e))
+        if converged is not None and 0 < k < len(images) - 1:
+            (d / "OUTCAR").write_text(" vasp.6.4.2\n" + (" reached required accuracy - stopping structural energy "
+                                                         "minimisation\n" if converged else ""))
     return folder
 
 
@@ -67,6 +72,8 @@ def neb_folders(endpoints, tmp_path_factory) -> dict[str, Path]:
     out["two_ions"] = _write_neb(root / "two_ions", [*images[:-1], two], [0.0, 0.2, 0.4, 0.2, 0.0])
     (root / "empty").mkdir()
     out["empty"] = root / "empty"
+    out["stopped"] = _write_neb(root / "stopped", images, [0.0, 0.5, 1.40, 0.5, 0.0], converged=False)
+    out["no_outcar"] = _write_neb(root / "no_outcar", images, [0.0, 0.5, 1.40, 0.5, 0.0], converged=None)
     return out
 
 
@@ -86,16 +93,76 @@ def test_each_neb_folder_is_classified_as_a_dft_user_would(neb_folders):
     assert judge_neb(neb_folders["cells"], accept_warnings=True).status == "rejected"  # an error, not a warning
     two = judge_neb(neb_folders["two_ions"])
     assert two.status == "rejected" and "2 sites move" in two.reason
+    # a NEB stopped before EDIFFG (wall time, NSW) teaches nothing; one without OUTCARs asks the user
+    stopped = judge_neb(neb_folders["stopped"])
+    assert stopped.status == "rejected" and "did not converge" in stopped.reason and "01" in stopped.reason
+    assert judge_neb(neb_folders["stopped"], accept_warnings=True).status == "rejected"
+    unchecked = judge_neb(neb_folders["no_outcar"])
+    assert unchecked.status == "rejected" and "convergence not checked" in unchecked.reason
+    assert judge_neb(neb_folders["no_outcar"], accept_warnings=True).status == "accepted"
+
+
+def _ase_band(initial: Structure, final: Structure, energies: list[float], shift: float = 0.0) -> list:
+    """ASE images with energies and forces (along the path only, plus ``shift`` eV/Å across it)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    frames = []
+    for s, e in zip(_images(initial, final, len(energies)), energies):
+        a = AseAtomsAdaptor.get_atoms(s)
+        f = np.zeros((len(a), 3))
+        f[:, 2] = shift
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        frames.append(a)
+    return frames
+
+
+def test_ase_trajectories_are_read_as_a_dft_user_would(endpoints, tmp_path):
+    from ase.io import write
+
+    from screener.handoff.refine import write_images
+    from screener.loop.neb_results import NebReadError
+
+    ini, fin = endpoints
+    good = _ase_band(ini, fin, [0.0, 0.3, 0.8, 0.3, 0.0])
+    write(tmp_path / "neb.traj", good)
+    rec = judge_neb(tmp_path / "neb.traj")
+    assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.8)
+    # an optimiser's trajectory, every image at every step: the last band, not the first guess
+    steps = [_ase_band(ini, fin, [0.0, 1.0, 2.5, 1.0, 0.0]), _ase_band(ini, fin, [0.0, 0.6, 1.2, 0.6, 0.0]), good]
+    write(tmp_path / "opt.traj", [a for band in steps for a in band])
+    assert judge_neb(tmp_path / "opt.traj").em_eV == pytest.approx(0.8)
+    # not converged: a force across the path
+    write(tmp_path / "loose.traj", _ase_band(ini, fin, [0.0, 0.3, 0.8, 0.3, 0.0], shift=0.5))
+    loose = judge_neb(tmp_path / "loose.traj")
+    assert loose.status == "rejected" and "did not converge" in loose.reason
+    # a NaN energy is an unfinished image, not a crash
+    bad = _ase_band(ini, fin, [0.0, 0.3, float("nan"), 0.3, 0.0])
+    write(tmp_path / "nan.traj", bad)
+    nan = judge_neb(tmp_path / "nan.traj")
+    assert nan.status == "rejected" and "did not finish" in nan.reason
+    # what screener refine wrote is an ML potential's NEB: refused
+    write_images(_ase_band(ini, fin, [0.0, 0.3, 0.8, 0.3, 0.0]), tmp_path / "refined" / "chgnet.traj", "chgnet")
+    with pytest.raises(NebReadError, match="ML-potential NEB"):
+        judge_neb(tmp_path / "refined" / "chgnet.traj")
+    # a CONTCAR cut short by a killed VASP: unreadable, not a crash
+    cut = _write_neb(tmp_path / "cut", _images(ini, fin), [0.0, 0.3, 0.8, 0.3, 0.0])
+    text = (cut / "02" / "POSCAR").read_text().splitlines()
+    (cut / "02" / "CONTCAR").write_text("\n".join(text[:9]) + "\n")
+    with pytest.raises(NebReadError, match="cannot read a structure"):
+        judge_neb(cut)
 
 
 def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_folders, endpoints, tmp_path, capsys):
-    folders = [str(neb_folders[k]) for k in ("clean", "inverted", "unfinished", "cells", "two_ions", "empty")]
+    folders = [str(neb_folders[k]) for k in ("clean", "inverted", "unfinished", "cells", "two_ions", "empty",
+                                              "stopped")]
     out = tmp_path / "learned"
-    assert main(["learn", *folders, "--out", str(out), "--json"]) == 3  # the empty folder is unreadable
+    # the clean folder given twice is learned once
+    assert main(["learn", *folders, str(neb_folders["clean"]), "--out", str(out), "--json"]) == 3  # empty: unreadable
     report = json.loads(capsys.readouterr().out)
     status = {Path(f["folder"]).name: f["status"] for f in report["folders"]}
     assert status == {"clean": "accepted", "inverted": "rejected", "unfinished": "rejected", "cells": "rejected",
-                      "two_ions": "rejected", "empty": "unreadable"}
+                      "two_ions": "rejected", "empty": "unreadable", "stopped": "rejected"}
     assert {Path(f["folder"]).name: f["em_eV"] for f in report["folders"]}["inverted"] == pytest.approx(0.6)
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"].endswith("+learn1") and meta["learned"][0]["em_eV"] == pytest.approx(1.40)
@@ -108,6 +175,28 @@ def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_fold
     before = BandPredictor.load(default_model_dir()).predict([band]).em[0]
     after = BandPredictor.load(out).predict([band]).em[0]
     assert abs(after - 1.40) < abs(before - 1.40) - 0.1
+    # learning the same hop again on the new model adds nothing: refused, no model written (exit 3)
+    assert main(["learn", str(neb_folders["clean"]), "--base", str(out), "--out", str(tmp_path / "again")]) == 3
+    assert not (tmp_path / "again").exists()
+
+
+def test_learn_never_deletes_a_folder(neb_folders, tmp_path, caplog):
+    import shutil
+
+    base = tmp_path / "models" / "base"
+    shutil.copytree(default_model_dir(), base)
+    before = sorted(p.name for p in base.iterdir())
+    for out in (tmp_path / "models", base, base / "sub"):  # holds the base, is it, lies in it
+        assert main(["learn", str(neb_folders["clean"]), "--base", str(base), "--out", str(out)]) == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["learn", str(neb_folders["clean"]), "--base", str(base), "--out", str(tmp_path / "mine")]) == 2
+    assert "not empty" in caplog.text
+    assert sorted(p.name for p in base.iterdir()) == before and (tmp_path / "mine" / "notes.txt").exists()
+    (tmp_path / "empty_out").mkdir()  # an empty folder is fine
+    assert main(["learn", str(neb_folders["clean"]), "--base", str(base), "--out", str(tmp_path / "empty_out")]) == 0
+    assert (tmp_path / "empty_out" / "model.json").exists()
+    assert not list(tmp_path.glob(".empty_out.tmp-*"))
 
 
 def test_predict_matches_evaluate_and_reads_vasp6_files(endpoints, tmp_path, capsys):
@@ -204,16 +293,16 @@ def test_an_ase_trajectory_of_images_is_read_like_a_vasp_folder(endpoints, tmp_p
     frames = []
     for s, e in zip(_images(*endpoints), [0.0, 0.3, 0.55, 0.3, 0.05]):
         atoms = AseAtomsAdaptor.get_atoms(s)
-        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e)
+        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e, forces=np.zeros((len(atoms), 3)))
         frames.append(atoms)
     (tmp_path / "neb").mkdir()
-    write(tmp_path / "neb" / "chgnet.traj", frames)
+    write(tmp_path / "neb" / "neb.traj", frames)
     rec = judge_neb(tmp_path / "neb")
     assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_reverse_eV == pytest.approx(0.50)
-    assert judge_neb(tmp_path / "neb" / "chgnet.traj").em_eV == pytest.approx(0.55)
+    assert judge_neb(tmp_path / "neb" / "neb.traj").em_eV == pytest.approx(0.55)
     # the last end point the lower one: the barrier counts from it, not from the first image
     for atoms, e in zip(frames, [0.05, 0.3, 0.55, 0.3, 0.0]):
-        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e)
-    write(tmp_path / "neb" / "chgnet.traj", frames)
+        atoms.calc = SinglePointCalculator(atoms, energy=-100.0 + e, forces=np.zeros((len(atoms), 3)))
+    write(tmp_path / "neb" / "neb.traj", frames)
     rec = judge_neb(tmp_path / "neb")
     assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_forward_eV == pytest.approx(0.50)
