@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model directory (default: $SCREENER_MODEL_DIR, else the shipped model)")
     p.add_argument("--json", action="store_true",
                    help="print JSON: an object (predicted_em_eV, uncertainty_eV, hop_length_A, working_ion, "
-                        "warnings) or, with --pairs, a list of them with ini, fin and error")
+                        "warnings, and error when the pair failed) or, with --pairs, a list of them with ini, fin "
+                        "and error")
     p.set_defaults(func=run)
 
 
@@ -50,8 +51,11 @@ def _pairs(args: argparse.Namespace) -> list[dict[str, str]]:
             rows = list(csv.DictReader(fh))
         if not rows or not {"ini", "fin"} <= set(rows[0]):
             raise ValueError(f"{args.pairs}: needs a header with columns ini, fin (and optionally ion)")
-        return [{"ini": str(base / r["ini"]), "fin": str(base / r["fin"]), "ion": (r.get("ion") or "").strip()}
-                for r in rows]
+        short = [k + 2 for k, r in enumerate(rows) if not (r.get("ini") or "").strip() or not (r.get("fin") or "").strip()]
+        if short:
+            raise ValueError(f"{args.pairs}: line(s) {', '.join(map(str, short))} lack an ini or fin file")
+        return [{"ini": str(base / r["ini"].strip()), "fin": str(base / r["fin"].strip()),
+                 "ion": (r.get("ion") or "").strip()} for r in rows]
     return [{"ini": args.ini, "fin": args.fin, "ion": args.ion or ""}]
 
 
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             log.error("%s -> %s: %s", p["ini"], p["fin"], exc)
         results.append(out)
     if args.json:
-        single = {k: v for k, v in results[0].items() if k not in ("ini", "fin", "error")}
+        single = {k: v for k, v in results[0].items() if k not in ("ini", "fin") and (k != "error" or v)}
         print(json.dumps(results if args.pairs else single, indent=1))
     else:
         for r in results:

@@ -306,3 +306,17 @@ def test_an_ase_trajectory_of_images_is_read_like_a_vasp_folder(endpoints, tmp_p
     write(tmp_path / "neb" / "neb.traj", frames)
     rec = judge_neb(tmp_path / "neb")
     assert rec.status == "accepted" and rec.em_eV == pytest.approx(0.55) and rec.em_forward_eV == pytest.approx(0.50)
+
+
+def test_predict_tells_what_went_wrong(endpoints, tmp_path, capsys, caplog):
+    ini, _ = endpoints
+    Poscar(ini).write_file(tmp_path / "POSCAR_ini")
+    (tmp_path / "broken").write_text("not a structure\n")
+    # one pair that cannot be read: exit 3, and the JSON says why
+    assert main(["predict", "--ini", str(tmp_path / "POSCAR_ini"), "--fin", str(tmp_path / "broken"), "--json"]) == 3
+    got = json.loads(capsys.readouterr().out)
+    assert got["predicted_em_eV"] is None and "broken" in got["error"]
+    # a CSV row without its fin file: bad usage, before any work
+    (tmp_path / "pairs.csv").write_text("ini,fin\nPOSCAR_ini,broken\nPOSCAR_ini\n")
+    assert main(["predict", "--pairs", str(tmp_path / "pairs.csv"), "--json"]) == 2
+    assert "line(s) 3 lack an ini or fin file" in caplog.text
