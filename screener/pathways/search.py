@@ -182,19 +182,25 @@ def find_pathways(
             f"{s.composition.reduced_formula}: its {ion} sites are too far apart for hops"
         )
 
-    # Canonical representative and key of each distinct hop, independent of enumeration order.
-    groups: dict[int, dict[str, Any]] = {}
+    # Canonical representative and key of each distinct hop, independent of enumeration order. The
+    # symmetry was found with every void filled, which can be higher than the host's (an ion on
+    # part of a set of equivalent sites): a label's edges are told apart by the kinds of their
+    # end sites, so that occupied-occupied, occupied-void and void-void hops stay distinct.
+    def group_of(u: int, v: int, label: int) -> tuple[int, tuple[str, ...]]:
+        return label, tuple(sorted((kinds[u], kinds[v])))
+
+    groups: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
     for u, v, d in graph.edges(data=True):
         a = frac[u]
         b = frac[v] + np.asarray(d["to_jimage"], dtype=float)
         key, start, end = _canonical(a, b)
-        g = groups.setdefault(d["hop_label"], {"n": 0, "key": None})
+        g = groups.setdefault(group_of(u, v, d["hop_label"]), {"n": 0, "key": None})
         g["n"] += 1
         if g["key"] is None or key < g["key"]:
             length = float(np.linalg.norm(s.lattice.get_cartesian_coords(end - start)))
             g.update(key=key, start=start, end=end, length=length,
                      nodes=(u, v) if np.allclose(wrap_frac(a), start) else (v, u))
-    order = sorted(groups, key=lambda g: (round(groups[g]["length"], ROUND_DECIMALS), groups[g]["key"]))
+    order = sorted(groups, key=lambda g: (round(groups[g]["length"], ROUND_DECIMALS), groups[g]["key"], g[1]))
     relabel = {old: new for new, old in enumerate(order)}
 
     wyckoffs = _wyckoffs(mg)
@@ -223,12 +229,12 @@ def find_pathways(
             ))
     edges: list[Edge] = []
     for u, v, d in graph.edges(data=True):
-        new = relabel[d["hop_label"]]
+        new = relabel[group_of(u, v, d["hop_label"])]
         d["hop_label"] = new  # keep the MigrationGraph consistent with our labels
         jimage = tuple(int(x) for x in d["to_jimage"])
         edges.append((int(u), int(v), jimage, new))  # type: ignore[arg-type]
-    sym = mg.symm_structure
-    spacegroup = (sym.spacegroup.int_symbol, int(sym.spacegroup.int_number))
+    spacegroup = _spacegroup(real, config.symprec) if void_sites else (
+        mg.symm_structure.spacegroup.int_symbol, int(mg.symm_structure.spacegroup.int_number))
     return HostPathways(structure=s, ion=ion, hops=hops, edges=edges, ion_sites=ion_sites,
                         spacegroup=spacegroup, config=config, cutoff_A=float(cutoff), void_sites=void_sites)
 
@@ -251,6 +257,14 @@ def with_void_sites(structure: Structure, ion: str, symprec: float = 0.1) -> tup
     for v in voids:
         s.append(ion, v.frac, coords_are_cartesian=False)
     return s, list(range(len(structure), len(s)))
+
+
+def _spacegroup(structure: Structure, symprec: float) -> tuple[str, int]:
+    """Space group symbol and number of the host as it is (not with its voids filled)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    sga = SpacegroupAnalyzer(structure, symprec=symprec)
+    return sga.get_space_group_symbol(), int(sga.get_space_group_number())
 
 
 def _wyckoffs(mg: Any) -> dict[int, str]:

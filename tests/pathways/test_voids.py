@@ -174,3 +174,20 @@ def test_the_van_der_waals_octahedron_of_tis2_is_a_site_despite_its_shared_faces
         octahedral = [v for v in find_voids(s, ion) if v.coordination == 6]
         assert len(octahedral) == 1 and octahedral[0].frac[2] == pytest.approx(0.5, abs=0.01)
         assert octahedral[0].anion_distance_A == pytest.approx(2.43, abs=0.02)
+
+
+def test_a_partly_lithiated_host_keeps_occupied_and_void_hops_apart(licoo2):
+    """Li5Co6O12 (LiCoO2 x 2 with one Li out): with its void filled it looks like R-3m LiCoO2 again."""
+    s = licoo2.copy()
+    s.make_supercell([2, 1, 1])
+    s.remove_sites([next(i for i, site in enumerate(s) if site.specie.symbol == "Li")])
+    pw = find_pathways(s, "Li", VOIDS)
+    assert pw.spacegroup[1] != 166  # the host's own group, not the filled-in R-3m
+    kinds = {i: k for i, k in zip(pw.ion_sites, ["void" if i in set(pw.void_sites) else "occupied"
+                                                   for i in pw.ion_sites])}
+    by_label = {h.hop_label: {h.isite_kind, h.esite_kind} for h in pw.hops}
+    for u, v, _, label in pw.edges:  # every edge of a label joins the kinds its hop says
+        assert {kinds[pw.ion_sites[u]], kinds[pw.ion_sites[v]]} == by_label[label]
+    # the in-plane hops between occupied sites are vacancy hops of their own
+    inplane = [h for h in _hops(pw, ("occupied", "occupied"), "vacancy") if h.length_A < 3.0]
+    assert inplane
