@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -53,7 +54,31 @@ def read_structure(path: str | Path, warnings_out: list[str] | None = None) -> S
             warnings_out.append(msg)
     if not isinstance(structure, Structure) or len(structure) == 0:
         raise StructureReadError(f"{path}: no sites read")
+    n = _cif_structures(path)
+    if n > 1:  # pymatgen read the first; the others would be dropped without a word
+        raise StructureReadError(f"{path}: the CIF holds {n} structures (data blocks); screener reads one structure "
+                                 "per file: split it (e.g. one file per data_ block)")
     return structure
+
+
+def _cif_structures(path: Path) -> int:
+    """How many structures a CIF holds (1 for other files, or a CIF with one data block)."""
+    if path.suffix.lower() not in (".cif", ".mcif"):
+        return 1
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return 1
+    if len(re.findall(r"^\s*data_", text, flags=re.MULTILINE)) < 2:
+        return 1
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return len(CifParser(path).parse_structures(primitive=False))
+        except Exception:  # noqa: BLE001 - the first block was read; blocks without a structure do not count
+            return 1
 
 
 def _unreadable_reason(path: Path) -> str:

@@ -102,3 +102,13 @@ def test_structure_hash_ignores_site_order_and_wrapping():
     assert structure_hash(s) == structure_hash(t)
     t.translate_sites([0], [0.01, 0, 0])
     assert structure_hash(s) != structure_hash(t)
+
+
+def test_a_cif_of_several_structures_is_refused_not_cut_to_its_first(tmp_path):
+    two = (catalogue_dir() / "LiCoO2.cif").read_text() + "\n" + (catalogue_dir() / "NaCoO2.cif").read_text()
+    (tmp_path / "export.cif").write_text(two)
+    with pytest.raises(StructureReadError, match="holds 2 structures"):
+        read_structure(tmp_path / "export.cif")
+    item = PathSource(tmp_path).fetch("Na")[0]
+    assert item.structure is None and "holds 2 structures" in str(item.error)
+    assert len(read_structure(catalogue_dir() / "LiCoO2.cif")) > 0  # one block: read as before
