@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymatgen.util
 import pytest
 from pymatgen.core import Lattice, Structure
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A developer's own screener config file (an API key picks the Materials Project as the
+    default source) must not change what the tests screen: point it at a file that is not there."""
+    os.environ["SCREENER_CONFIG"] = str(Path(config.rootpath) / ".no-screener-config-in-tests.toml")
+
 
 # Structures that pymatgen ships (pymatgen/util/structures/*.json).
 PMG_STRUCTURES = Path(pymatgen.util.__file__).parent / "structures"

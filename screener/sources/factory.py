@@ -9,6 +9,7 @@ from typing import Any
 from screener.sources.base import Source
 from screener.sources.bundled import BundledSource
 from screener.sources.files import PathSource
+from screener.sources.mp.settings import config_path, read_api_key
 from screener.sources.mp.source import MPSource
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,9 @@ log = logging.getLogger(__name__)
 def make_source(spec: str | None, sites: str = "occupied", **options: Any) -> Source:
     """The source named by ``spec``: ``bundled``, ``mp`` or a path; None picks the default.
 
-    The default is ``mp`` when ``MP_API_KEY`` is set, else ``bundled``; a one-line notice says which.
+    The default is ``mp`` when an API key is set (``MP_API_KEY``, else ``mp_api_key`` in the
+    config file: :func:`~screener.sources.mp.settings.read_api_key`), else ``bundled``; a
+    one-line notice says which.
 
     Args:
         spec: ``bundled``, ``mp``, a path, or None.
@@ -29,11 +32,13 @@ def make_source(spec: str | None, sites: str = "occupied", **options: Any) -> So
             :class:`screener.sources.mp.settings.MPOptions`); other sources take none and ignore them.
     """
     if spec is None:
-        if os.environ.get("MP_API_KEY"):
-            log.info("source: Materials Project (MP_API_KEY is set)")
+        if read_api_key():  # a config file that cannot be read: MPSourceError, before any work
+            log.info("source: Materials Project (an API key is set: %s)",
+                     "MP_API_KEY" if os.environ.get("MP_API_KEY", "").strip() else config_path())
             spec = "mp"
         else:
-            log.info("source: bundled catalogue (set MP_API_KEY to screen the Materials Project)")
+            log.info("source: bundled catalogue (set MP_API_KEY, or mp_api_key in %s, to screen the Materials "
+                     "Project)", config_path())
             spec = "bundled"
     if spec == "mp":
         return MPSource.from_env(**options, frameworks=sites == "voids")

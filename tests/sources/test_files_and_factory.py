@@ -60,13 +60,19 @@ def test_unreadable_files_say_why(name, reason):
         read_structure(BAD / name)
 
 
-def test_the_factory_names_each_source(folder, monkeypatch):
+def test_the_factory_names_each_source(folder, monkeypatch, tmp_path):
     monkeypatch.delenv("MP_API_KEY", raising=False)
+    monkeypatch.setenv("SCREENER_CONFIG", str(tmp_path / "no-config.toml"))
     assert isinstance(make_source(None), BundledSource)
     assert isinstance(make_source("bundled"), BundledSource)
     src = make_source(str(folder))
     assert isinstance(src, PathSource) and src.path == folder
     monkeypatch.setenv("MP_API_KEY", "x" * 32)
+    assert isinstance(make_source(None), MPSource)
+    # a key kept in the config file picks the Materials Project too
+    monkeypatch.delenv("MP_API_KEY")
+    (tmp_path / "config.toml").write_text('mp_api_key = "' + "y" * 32 + '"\n')
+    monkeypatch.setenv("SCREENER_CONFIG", str(tmp_path / "config.toml"))
     assert isinstance(make_source(None), MPSource)
 
 
