@@ -46,6 +46,8 @@ class Fault:
     path: str = "/materials/"
     times: int = 1
     delay: float = 2.0
+    skip: int = 0  # let this many matching requests through first
+    downloads: bool = False  # only requests by material id
 
 
 @dataclass
@@ -162,10 +164,12 @@ class StandIn:
         return f"http://127.0.0.1:{self._server.server_address[1]}/"
 
     # ------------------------------------------------------------------ test helpers
-    def inject(self, kind: str, path: str = "/materials/", times: int = 1, delay: float = 2.0) -> None:
-        """Queue a fault for the next ``times`` requests under ``path``."""
+    def inject(self, kind: str, path: str = "/materials/", times: int = 1, delay: float = 2.0,
+               skip: int = 0, downloads: bool = False) -> None:
+        """Queue a fault for the next ``times`` requests under ``path`` (by material id only, with
+        ``downloads``), after letting ``skip`` of them through."""
         with self._lock:
-            self.faults.append(Fault(kind, path, times, delay))
+            self.faults.append(Fault(kind, path, times, delay, skip, downloads))
 
     def data_requests(self, path: str = "/materials/") -> list[Logged]:
         """Logged requests under ``path``."""
@@ -176,10 +180,13 @@ class StandIn:
         with self._lock:
             self.requests.clear()
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, by_id: bool = False) -> Fault | None:
         with self._lock:
             for f in self.faults:
-                if path.startswith(f.path):
+                if path.startswith(f.path) and (by_id or not f.downloads):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        return None
                     f.times -= 1
                     if f.times <= 0:
                         self.faults.remove(f)
@@ -298,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         payload = json.dumps(body).encode()
 
-        fault = st._take_fault(path)
+        fault = st._take_fault(path, by_id=bool(query.get("material_ids")))
         if fault is not None:
             entry.fault = fault.kind
             if fault.kind in {"429", "500", "503", "401", "403"}:

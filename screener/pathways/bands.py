@@ -38,7 +38,7 @@ def build_band(pathways: HostPathways, hop: Hop, config: PathwayConfig | None = 
         n_cells = round(abs(np.linalg.det(sc_mat)))
         raise BandTooLargeError(
             f"hop {hop.hop_id} ({hop.limit}, {hop.length_A:.3f} Å) in "
-            f"{s.composition.reduced_formula}: reaching perpendicular widths of "
+            f"{pathways.formula}: reaching perpendicular widths of "
             f"{config.min_width} Å takes {n_cells} cells of {len(s)} sites, a band of {size} "
             f"sites > max_band_sites={config.max_band_sites}; raise max_band_sites or lower "
             "min_width"
@@ -71,7 +71,7 @@ def build_band(pathways: HostPathways, hop: Hop, config: PathwayConfig | None = 
             f"{hop.length_A:.4f} Å (minimum image)"
         )
     band.meta.update(hop_id=hop.hop_id, limit=hop.limit, hop_label=hop.hop_label,
-                     formula=s.composition.reduced_formula, supercell_matrix=sc_mat.tolist())
+                     formula=pathways.formula, supercell_matrix=sc_mat.tolist())
     return band
 
 

@@ -261,6 +261,57 @@ def test_second_sync_downloads_only_what_changed(server, env):
     assert all(not r.ids for r in server.data_requests())
 
 
+def test_a_download_cut_short_keeps_the_chunks_that_arrived(server, env):
+    """A sync that dies half-way has cached every chunk before the failing one: the next sync
+    downloads only the rest."""
+    want = sorted(expected_ids(server, "Li"))
+    assert len(want) >= 5
+    server.inject("500", "/materials/summary/", times=100, skip=1, downloads=True)  # chunk 2 on
+    with pytest.raises(MPSourceError, match="gave up"):
+        source(env, id_chunk=2, retries=1).sync("Li")
+    assert set(source(env).cache.stamps()) == set(want[:2])  # the first chunk is kept
+    server.faults.clear()
+    server.clear_log()
+    delta = source(env, id_chunk=2).sync("Li")
+    assert set(delta.members) == set(want) and delta.downloaded == len(want) - 2
+    assert sorted(i for r in server.data_requests() for i in r.ids) == want[2:]
+
+
+def test_a_changed_material_that_fails_to_download_keeps_its_cached_copy(server, env, caplog):
+    from pymatgen.core import Structure
+
+    first = source(env).sync("Zn")
+    changed, gone = sorted(first.members)[:2]
+    old_hash = first.members[changed].structure_hash
+    s = Structure.from_dict(server.docs[changed]["structure"])
+    server.docs[changed].update(structure={"not": "a structure"}, last_updated="2025-10-01T00:00:00")
+    server.docs["mp-6000"] = summary_doc("mp-6000", s, last_updated="2025-10-01T00:00:00")
+    server.docs["mp-6000"]["structure"] = {"not": "a structure"}
+    with caplog.at_level(logging.WARNING, logger="screener.sources.mp"):
+        delta = source(env).sync("Zn")
+    # the older copy is still screened; a new material with no readable structure is not a member
+    assert changed in delta.members and delta.members[changed].structure_hash == old_hash
+    assert changed in delta.unchanged and "mp-6000" not in delta.members and gone in delta.members
+    assert "2 listed materials could not be downloaded" in caplog.text and "1 of them keep" in caplog.text
+    server.docs[changed]["structure"] = s.as_dict()  # a later sync gets the new one
+    again = source(env).sync("Zn")
+    assert again.changed == [changed] and again.members[changed].last_updated.startswith("2025-10-01")
+
+
+def test_database_versions_order_by_number_and_caches_by_endpoint(env, monkeypatch):
+    from screener.sources.mp.cache import version_key
+    from screener.sources.mp.settings import DEFAULT_ENDPOINT, default_cache_dir
+
+    assert max(["2023.9.30", "2023.11.1", "2022.12.31"], key=version_key) == "2023.11.1"
+    assert sorted(["2025.10.01", "2025.9.25", "2025.09.26"], key=version_key) == \
+        ["2025.9.25", "2025.09.26", "2025.10.01"]
+    public = default_cache_dir(DEFAULT_ENDPOINT)
+    assert public == env / "xdg-cache" / "screener" / "mp" or public.name == "mp"
+    a, b = default_cache_dir("http://127.0.0.1:8001/"), default_cache_dir("https://user:pw@mirror.example/api/")
+    assert a.parent == b.parent == public / "endpoints" and a != b
+    assert "pw" not in b.name and "user" not in b.name and a == default_cache_dir("http://127.0.0.1:8001/")
+
+
 def test_offline_uses_the_cache_alone(server, env):
     online = source(env).sync("Zn")
     server.stop()

@@ -7,6 +7,7 @@ and the structure; and the ids each query (working ion + criteria) returned last
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import zlib
 from collections.abc import Iterable, Iterator
@@ -160,4 +161,10 @@ class MPCache:
             return None
         with self._db() as con:
             rows = [r[0] for r in con.execute("SELECT db_version FROM queries") if r[0]]
-        return max(rows) if rows else None
+        return max(rows, key=version_key) if rows else None
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of a database version such as ``2023.11.1``: numeric parts as numbers (so that
+    ``2023.11.1`` follows ``2023.9.30``), any other part after them as text."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))

@@ -257,16 +257,18 @@ class MPClient:
             out.update({str(d["material_id"]): stamp_text(d.get("last_updated")) for d in found})
         return out
 
-    def fetch(self, ids: list[str]) -> list[dict[str, Any]]:
-        """Full summary documents (with structures) of ``ids``, ``id_chunk`` ids per request."""
+    def fetch(self, ids: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Full summary documents (with structures) of ``ids``, one list per request of ``id_chunk`` ids.
+
+        A generator, so that the caller can keep each chunk as it arrives: a download that fails
+        half-way loses only the chunk in flight.
+        """
         o = self.options
-        out: list[dict[str, Any]] = []
         n_chunks = -(-len(ids) // o.id_chunk)
         if ids:
             log.info("Materials Project: downloading %d structures in %d request(s) of <= %d ids",
                      len(ids), n_chunks, o.id_chunk)
         for i, chunk in enumerate(chunks(sorted(ids), o.id_chunk), 1):
-            out.extend(self._summary_search(f"downloading structures ({i}/{n_chunks})",
-                                            material_ids=chunk, fields=SUMMARY_FULL_FIELDS,
-                                            chunk_size=min(o.page_size, len(chunk))))
-        return out
+            yield self._summary_search(f"downloading structures ({i}/{n_chunks})",
+                                       material_ids=chunk, fields=SUMMARY_FULL_FIELDS,
+                                       chunk_size=min(o.page_size, len(chunk)))

@@ -7,10 +7,13 @@ logged, written or put in an error message. ``MP_API_ENDPOINT`` points the clien
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from screener.core.errors import ScreenerError
 
@@ -117,15 +120,25 @@ def read_api_key() -> str | None:
     return value.strip() or None
 
 
-def default_cache_dir() -> Path:
-    """``<user cache dir>/screener/mp`` (platformdirs when installed, else ``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+def default_cache_dir(endpoint: str = DEFAULT_ENDPOINT) -> Path:
+    """``<user cache dir>/screener/mp`` (platformdirs when installed, else ``$XDG_CACHE_HOME`` or ``~/.cache``).
+
+    An endpoint other than the public API (``MP_API_ENDPOINT``: a mirror, a test server) gets a
+    folder of its own beneath it, so that its materials never mix with the public ones.
+    """
     try:
         import platformdirs
 
-        return Path(platformdirs.user_cache_dir("screener")) / "mp"
+        root = Path(platformdirs.user_cache_dir("screener")) / "mp"
     except ModuleNotFoundError:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base) / "screener" / "mp"
+        root = Path(base) / "screener" / "mp"
+    if endpoint.rstrip("/") == DEFAULT_ENDPOINT.rstrip("/"):
+        return root
+    parts = urlsplit(endpoint)  # never a credential in a folder name
+    where = f"{parts.hostname or 'local'}{f'-{parts.port}' if parts.port else ''}"
+    digest = hashlib.sha256(f"{parts.scheme}://{where}{parts.path}".encode()).hexdigest()[:8]
+    return root / "endpoints" / f"{re.sub(r'[^A-Za-z0-9.-]', '_', where)}-{digest}"
 
 
 def endpoint_from_env() -> str:

@@ -49,7 +49,7 @@ class MPSource:
                  endpoint: str | None = None):
         self.options = options or MPOptions()
         self.endpoint = endpoint or endpoint_from_env()
-        self.cache = MPCache(self.options.cache or default_cache_dir())
+        self.cache = MPCache(self.options.cache or default_cache_dir(self.endpoint))
         self.client = MPClient(api_key, self.endpoint, self.options)
         self._db_version: str | None = None
         self._deltas: dict[str, Delta] = {}
@@ -116,9 +116,6 @@ class MPSource:
         return delta
 
     def _sync_online(self, ion: str, query: str, previous: dict[str, str], prev_db: str | None) -> Delta:
-        from pymatgen.core import Structure
-
-
         db_version = self.database_version()
         now = self.client.list_materials(ion)
         if self.options.insertion_electrodes:
@@ -129,35 +126,30 @@ class MPSource:
                 now.setdefault(mid, stamp)
         cached = self.cache.stamps(now)
         wanted = [m for m, stamp in now.items() if m not in cached or cached[m].last_updated != stamp]
-        docs = []
-        for d in self.client.fetch(wanted):
-            mid = str(d["material_id"])
-            try:
-                s = Structure.from_dict(d["structure"])
-            except Exception as exc:  # noqa: BLE001 - a bad record is skipped, not a crash
-                log.warning("Materials Project: %s has no readable structure (%s); skipped", mid,
-                            type(exc).__name__)
-                continue
-            docs.append({"material_id": mid, "last_updated": stamp_text(d.get("last_updated")),
-                         "formula": d.get("formula_pretty") or s.composition.reduced_formula,
-                         "elements": [str(e) for e in d.get("elements") or []], "nsites": d.get("nsites"),
-                         "energy_above_hull": d.get("energy_above_hull"),
-                         "theoretical": d.get("theoretical"), "structure": s,
-                         "structure_hash": structure_hash(s)})
-        self.cache.put(docs, db_version)
-        for d in docs:  # the document may have moved on since the listing: keep what we stored
-            now[d["material_id"]] = d["last_updated"]
-        missing = set(wanted) - {d["material_id"] for d in docs}
+        got: set[str] = set()
+        for chunk in self.client.fetch(wanted):  # each chunk is cached as it arrives
+            docs = [d for d in map(_cache_doc, chunk) if d is not None]
+            self.cache.put(docs, db_version)
+            for d in docs:  # the document may have moved on since the listing: keep what we stored
+                now[d["material_id"]] = d["last_updated"]
+            got.update(d["material_id"] for d in docs)
+        missing = set(wanted) - got
+        kept = sorted(m for m in missing if m in cached)  # an older copy stays a member until one arrives
         for mid in missing:
-            now.pop(mid, None)
+            if mid in cached:
+                now[mid] = cached[mid].last_updated
+            else:
+                now.pop(mid, None)
         if missing:
-            log.warning("Materials Project: %d listed materials could not be downloaded: %s", len(missing),
-                        ", ".join(sorted(missing)[:10]))
+            log.warning("Materials Project: %d listed materials could not be downloaded: %s%s", len(missing),
+                        ", ".join(sorted(missing)[:10]),
+                        f"; {len(kept)} of them keep their cached copy until a later sync gets the new one"
+                        if kept else "")
         self.cache.set_members(query, ion, self.options.criteria(), db_version, now)
         delta = diff_members(ion, previous, now)
         stamps = self.cache.stamps(now)
         delta.members = {k: stamps[k] for k in sorted(now) if k in stamps}
-        delta.downloaded = len(docs)
+        delta.downloaded = len(got)
         delta.db_version, delta.previous_db_version = db_version, prev_db
         return delta
 
@@ -202,3 +194,21 @@ class MPSource:
         parts = urlsplit(self.endpoint)  # no user:password@, no query string
         d["endpoint"] = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
         return d
+
+
+def _cache_doc(d: dict[str, Any]) -> dict[str, Any] | None:
+    """The cache row of a downloaded summary document; None (with a warning) when its structure is unreadable."""
+    from pymatgen.core import Structure
+
+    mid = str(d["material_id"])
+    try:
+        s = Structure.from_dict(d["structure"])
+    except Exception as exc:  # noqa: BLE001 - a bad record is skipped, not a crash
+        log.warning("Materials Project: %s has no readable structure (%s); skipped", mid, type(exc).__name__)
+        return None
+    return {"material_id": mid, "last_updated": stamp_text(d.get("last_updated")),
+            "formula": d.get("formula_pretty") or s.composition.reduced_formula,
+            "elements": [str(e) for e in d.get("elements") or []], "nsites": d.get("nsites"),
+            "energy_above_hull": d.get("energy_above_hull"),
+            "theoretical": d.get("theoretical"), "structure": s,
+            "structure_hash": structure_hash(s)}
