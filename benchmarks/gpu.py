@@ -7,8 +7,8 @@ Usage::
 One command, under 5 minutes, one JSON line (the last line printed): fast-model bands/s with
 1 band per forward pass and with 64 (graphs built beforehand, so the numbers are the model's),
 uMLIP (CHGNet and SevenNet-0, shipped in their wheels, through ``screener refine``'s batched
-evaluators) images/s evaluated one at a time and in one batched call,
-and the peak GPU memory (CUDA) or peak resident memory (CPU). It runs unchanged on a CPU (CI runs
+evaluators) images/s evaluated one at a time and in one batched call (as many images as half the
+free memory holds, up to 16), and the peak GPU memory (CUDA) or peak resident memory (CPU). It runs unchanged on a CPU (CI runs
 ``--smoke``: 4 bands, batch 4, 2 images) and on a GPU machine; results go to
 ``benchmarks/results/gpu_<device>.json``.
 """
@@ -46,13 +46,19 @@ def _bands(n: int) -> list:
     return out
 
 
+#: Peaks (GPU, resident) seen before each reset of the peak statistics, so that the run's peak survives them.
+_PEAKS: list[tuple[float, float]] = []
+
+
 def _peak_memory(device: str) -> dict[str, float | None]:
     import torch
 
     from screener.core.memory import peak_rss_mib
 
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-    return {"peak_gpu_mib": round(gpu, 1) if gpu is not None else None, "peak_rss_mib": round(peak_rss_mib(), 1)}
+    gpu = max([gpu or 0.0, *(g for g, _ in _PEAKS)]) if device == "cuda" else None
+    rss = max([peak_rss_mib(), *(r for _, r in _PEAKS)])
+    return {"peak_gpu_mib": round(gpu, 1) if gpu is not None else None, "peak_rss_mib": round(rss, 1)}
 
 
 def fast_model(device: str, n_bands: int, big_batch: int) -> dict[str, Any]:
@@ -83,15 +89,71 @@ def fast_model(device: str, n_bands: int, big_batch: int) -> dict[str, Any]:
     return out
 
 
+def _memory_now_mib(device: str) -> float:
+    """Memory in use (CUDA: allocated by torch; CPU: resident size, ``VmRSS``, after a ``malloc_trim``)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.memory_allocated() / 2**20
+    import gc
+
+    gc.collect()
+    try:  # hand the heap's free memory back, so that what the next call takes shows in VmRSS
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure then errs low
+        pass
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmRSS:"))
+
+
+def _reset_peak(device: str) -> None:
+    """Start a new peak: CUDA's peak statistics, or Linux's ``VmHWM`` (``clear_refs`` 5)."""
+    import torch
+
+    from screener.core.memory import peak_rss_mib
+
+    _PEAKS.append((torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0, peak_rss_mib()))
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _peak_mib(device: str) -> float:
+    import torch
+
+    from screener.core.memory import peak_rss_mib
+
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
+
+
+def _free_mib(device: str) -> float:
+    """Memory left for a batch (CUDA: free device memory; CPU: ``MemAvailable``)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0] / 2**20
+    with open("/proc/meminfo") as fh:
+        return next(int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("MemAvailable:"))
+
+
 def umlip(device: str, n_images: int, potentials: tuple[str, ...] = ("chgnet", "7net-0")) -> dict[str, Any]:
-    """Images/s of each potential through ``screener refine``'s evaluators: one image per call vs one batched call."""
+    """Images/s of each potential through ``screener refine``'s evaluators: one image per call vs one batched call.
+
+    Energies with forces keep every activation for the backward pass: CHGNet takes ~2 GiB per
+    image of this ~220-site band on a CPU. The batch is the ``n_images`` asked for, or as many as
+    half of the free memory holds at the measured cost of one image (reported as ``images``).
+    """
     from screener.core.errors import ScreenerError
     from screener.handoff.neb_io import structure_to_atoms
     from screener.handoff.potentials import load_potential
 
     band = _bands(1)[0]
     images = [structure_to_atoms(band.endpoint(i % band.n_images)) for i in range(n_images)]
-    out: dict[str, Any] = {"images": n_images, "sites": len(images[0])}
+    out: dict[str, Any] = {"images_asked": n_images, "sites": len(images[0])}
     for name in potentials:
         try:
             ev = load_potential(name, device)
@@ -100,16 +162,28 @@ def umlip(device: str, n_images: int, potentials: tuple[str, ...] = ("chgnet", "
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ev.evaluate(images[:2])  # warm-up
+            before = _memory_now_mib(device)  # before the first call: what is held after it stays held
+            _reset_peak(device)
+            ev.evaluate(images[:1])  # warm-up (kernels, allocator), and the cost of one image
+            per_image = max(_peak_mib(device) - before, 1.0)
+            n = max(1, min(n_images, int(0.5 * _free_mib(device) / per_image)))
             t0 = time.perf_counter()
-            for a in images:
+            for a in images[:n]:
                 ev.evaluate([a])
             one = time.perf_counter() - t0
+            _reset_peak(device)
             t0 = time.perf_counter()
-            ev.evaluate(images)
+            ev.evaluate(images[:n])
             batched = time.perf_counter() - t0
-        out[name] = {"images_per_s_one": round(n_images / one, 3), "images_per_s_batched": round(n_images / batched, 3),
+            peak = _peak_mib(device)
+        out[name] = {"images": n, "mib_per_image": round(per_image, 1), "peak_batched_mib": round(peak, 1),
+                     "images_per_s_one": round(n / one, 3), "images_per_s_batched": round(n / batched, 3),
                      "batched_over_one": round(one / batched, 3)}
+        del ev
+        if device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
     return out
 
 

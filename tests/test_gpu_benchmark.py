@@ -20,5 +20,8 @@ def test_gpu_benchmark_smoke_runs_on_a_cpu(tmp_path):
     fast = line["fast_model"]
     assert line["device"] == "cpu" and fast["bands"] == 4 and fast["bands_per_s_one"] > 0 and fast["bands_per_s_batched"] > 0
     for name in ("chgnet", "7net-0"):  # each potential measured, or skipped with the reason
-        assert "images_per_s_batched" in line["umlip"][name] or "skipped" in line["umlip"][name]
+        got = line["umlip"][name]
+        assert "skipped" in got or (got["images_per_s_batched"] > 0 and 1 <= got["images"] <= 2)
+        # energies with forces of a ~220-site image take real memory: the batch is sized on it
+        assert "skipped" in got or got["mib_per_image"] > 50
     assert line["peak_rss_mib"] > 0 and line["peak_gpu_mib"] is None
