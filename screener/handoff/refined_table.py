@@ -74,6 +74,22 @@ def _image_energies(row: pd.Series, run_path: Path | None) -> list[float]:
 ROW_KEY = ["material_id", "working_ion", "hop_id", "potential"]
 
 
+def _flag_again(table: pd.DataFrame) -> pd.DataFrame:
+    """``disagreement`` of each row with a barrier and a prediction, by today's rule (tables written
+    before 2026-12-07 compared the raw barrier, not ``NEB / scale``)."""
+    neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
+    pred = pd.to_numeric(table["predicted_em_eV"], errors="coerce")
+    rows = table.index[neb.notna() & pred.notna()]
+    if not len(rows):
+        return table
+    scales = {p: load_combination(str(p))[0].scale for p in table.loc[rows, "potential"].unique()}
+    gap = neb[rows] / table.loc[rows, "potential"].map(scales).astype(float) - pred[rows]
+    table = table.copy()
+    table["disagreement"] = table["disagreement"].astype(object)
+    table.loc[rows, "disagreement"] = (gap.abs() > DISAGREEMENT_EV).to_numpy()
+    return table
+
+
 def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFrame:
     """A ``refined.parquet`` table in today's columns; one written before the barrier was max - min, brought up to date.
 
@@ -85,13 +101,15 @@ def current_rows(table: pd.DataFrame, run_path: Path | None = None) -> pd.DataFr
     ``images_path``; else the stored end-point and top energies, exact unless an interior image
     lay below both end points) and the refined barrier and its status are combined again with it.
     A row whose energies cannot be had is left as it was; a failed row without a refined barrier
-    (written before the combination) gets the fast prediction, as refine gives one today.
+    (written before the combination) gets the fast prediction, as refine gives one today. The
+    ``disagreement`` flag of every row with a barrier follows today's rule.
     """
     old = "neb_em_forward_eV" not in table.columns
     table = table.reindex(columns=REFINED_COLUMNS)
     named = table["potential"].map(canonical_name)
     if not named.equals(table["potential"]):
         table = table.assign(potential=named).drop_duplicates(ROW_KEY, keep="last").reset_index(drop=True)
+    table = _flag_again(table)
     if not old:
         return table
     neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")

@@ -75,6 +75,21 @@ def test_rows_of_an_earlier_screener_get_the_barrier_from_the_lowest_image():
     assert current_rows(today)["neb_em_eV"].iloc[0] == pytest.approx(0.4)
 
 
+def test_a_flag_written_by_the_raw_rule_is_read_by_todays():
+    """Tables written on 2026-12-07 before the flag used NEB / scale carry the raw flag: it is read again."""
+    hop = pd.Series({"material_id": "m", "working_ion": "Li", "hop_id": "h1", "limit": "vacancy",
+                     "predicted_em_eV": 2.0, "uncertainty_eV": 0.3})
+    st = RefineSettings()
+    scale = load_combination(st.potential)[0].scale
+    row = result_row(hop, st, _fake_result(2.0 * scale))  # a softened NEB that agrees
+    assert row["disagreement"] is False
+    raw = pd.DataFrame([{**row, "disagreement": True}, {**row, "hop_id": "h2", "neb_em_eV": float("nan"),
+                                                        "disagreement": False}], columns=REFINED_COLUMNS)
+    got = current_rows(raw)
+    assert got["disagreement"].tolist() == [False, False]
+    assert got["refined_em_eV"].iloc[0] == pytest.approx(row["refined_em_eV"])  # nothing else moves
+
+
 def test_export_reads_an_earlier_screeners_row_with_the_barrier_of_its_images(tmp_path):
     from types import SimpleNamespace
 
