@@ -58,15 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _summary(result, top: int, threshold: float) -> None:
     """The top of the full ranking (shortlisted or not), then where the tables are."""
+    from screener.screening.tables import with_path
+
     structures = result.structures
     short = result.shortlist
     passing = set(zip(short["material_id"], short["working_ion"]))
     rows = []
-    for i, r in enumerate(structures.head(top).itertuples(index=False), start=1):
-        unc = short[(short["material_id"] == r.material_id) & (short["working_ion"] == r.working_ion)]
+    head = with_path(structures.head(top), result.hops)  # the uncertainty of every row's 1D path
+    for i, r in enumerate(head.itertuples(index=False), start=1):
         rows.append([str(i), str(r.material_id), str(r.formula), str(r.working_ion), fmt_ev(r.percolation_1d_eV),
-                     fmt_ev(unc["path_max_uncertainty_eV"].iloc[0]) if len(unc) else "",
-                     fmt_ev(r.percolation_3d_eV), "yes" if (r.material_id, r.working_ion) in passing else ""])
+                     fmt_ev(r.path_max_uncertainty_eV), fmt_ev(r.percolation_3d_eV),
+                     "yes" if (r.material_id, r.working_ion) in passing else ""])
     title = (f"Top {len(rows)} of {len(structures)} materials by 1D percolation barrier; "
              f"{len(short)} shortlisted (< {threshold:g} eV); {len(result.failures)} failures")
     print_table(title, ["#", "material", "formula", "ion", "1D eV", "± eV", "3D eV", "short"], rows,

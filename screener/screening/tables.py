@@ -42,14 +42,20 @@ def _finite_or_inf(x: float) -> float:
 
 
 def shortlist_table(structures: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
-    """Ranked shortlist: the ``passes`` rows of ``structures`` with the hops that make the path.
+    """Ranked shortlist: the ``passes`` rows of ``structures`` with the hops that make the path
+    (:func:`with_path`). An empty shortlist keeps every column."""
+    short = structures.loc[structures["passes"].astype(bool).to_numpy()].copy()
+    short.insert(0, "rank", np.arange(1, len(short) + 1))
+    return with_path(short, hops)
+
+
+def with_path(rows: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` of the structures table with ``path_hop_ids`` and ``path_max_uncertainty_eV``.
 
     ``path_hop_ids`` lists every hop whose label is open (in all limits) at the material's 1D
     percolation barrier; ``path_max_uncertainty_eV`` is the largest uncertainty among them.
-    An empty shortlist keeps every column.
     """
-    short = structures.loc[structures["passes"].astype(bool).to_numpy()].copy()
-    short.insert(0, "rank", np.arange(1, len(short) + 1))
+    short = rows.copy()
     who = ["material_id", "working_ion"]
     h = hops.loc[:, [*who, "hop_label", "hop_id", "predicted_em_eV", "uncertainty_eV"]]
     h = h.merge(short[[*who, "percolation_1d_eV"]].drop_duplicates(who), on=who, how="inner")

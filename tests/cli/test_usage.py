@@ -110,6 +110,25 @@ def long_named_run(tmp_path_factory):
     return root, hosts
 
 
+def test_every_summary_row_shows_the_uncertainty_of_its_path(long_named_run, monkeypatch, capsys, one_torch_thread):
+    """Shortlisted or not, each row's ± is the largest uncertainty on its 1D path."""
+    import pandas as pd
+
+    from screener.screening.tables import with_path
+
+    root, hosts = long_named_run
+    monkeypatch.setenv("COLUMNS", "200")
+    out = root / "out"
+    assert main(["run", "--chemistry", "Mg", "--source", str(hosts), "--sync", "--out", str(out),
+                 "--threshold", "0.05"]) == 0
+    text = capsys.readouterr().out
+    ranked = with_path(pd.read_parquet(out / "structures.parquet"), pd.read_parquet(out / "hops.parquet"))
+    assert len(ranked) == 4 and not ranked["passes"].any() and ranked["path_max_uncertainty_eV"].notna().all()
+    for r in ranked.itertuples():
+        row = next(line for line in text.splitlines() if r.material_id in line)
+        assert f"{r.percolation_1d_eV:.2f}   {r.path_max_uncertainty_eV:.2f}" in row
+
+
 def test_the_summary_shows_the_whole_ranking_with_whole_ids_at_80_columns(long_named_run, monkeypatch, capsys,
                                                                           caplog, one_torch_thread):
     root, hosts = long_named_run
