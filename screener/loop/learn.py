@@ -183,7 +183,7 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
 
 
 def _write_card(out: Path, info: dict[str, Any]) -> None:
-
+    """The base's card, marked at its top as a learned model's, with what was learned and its CV at the end."""
     path = write_model_card(out)
     cv = info["cv_learned"]
     lines = ["", "## Learned from finished NEB calculations (`screener learn`)", "",
@@ -196,4 +196,12 @@ def _write_card(out: Path, info: dict[str, Any]) -> None:
                      f"{r['em_reverse_eV']:.3f} | {r.get('oof_predicted_em_eV', float('nan')):.3f} |")
     lines += ["", "Cross-validation of the trees (same folds; learned rows spread over them):", "",
               metrics_table({"base rows": cv["trees_only_base"], "enlarged set": cv["trees_only_enlarged"]}), ""]
-    path.write_text(path.read_text() + "\n".join(lines))
+    enlarged = cv["trees_only_enlarged"]
+    notice = (f"> **A learned model.** {info['base_model']} with its descriptor trees refit on "
+              f"{len(info['learned'])} more DFT barriers (`screener learn`; {info['n_train']} rows in all). The "
+              "model and cross-validation sections below describe the base model; this model's cross-validation "
+              f"(trees, enlarged set: MAE {enlarged.get('mae', float('nan')):.3f} eV) is in the last section.\n\n")
+    text = path.read_text()
+    at = text.find("## Model\n")
+    text = text[:at] + notice + text[at:] if at >= 0 else notice + text
+    path.write_text(text + "\n".join(lines))

@@ -167,7 +167,10 @@ def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_fold
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"].endswith("+learn1") and meta["learned"][0]["em_eV"] == pytest.approx(1.40)
     assert meta["n_train"] == json.loads((default_model_dir() / "model.json").read_text())["n_train"] + 1
-    assert "Learned from finished NEB" in (out / "MODEL_CARD.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Learned from finished NEB" in card
+    # the top says it is a learned model, before the base's sections that follow
+    assert card.index("A learned model") < card.index("## Model") < card.index("## Cross-validation")
     assert report["cv"]["trees_only_enlarged"]["n"] == report["cv"]["trees_only_base"]["n"] + 1
     from screener.core.band import Band
 
