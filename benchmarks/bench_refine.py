@@ -99,7 +99,7 @@ def main() -> None:
                 st = make(potential=args.potential, threads=args.threads, **extra)
                 t0 = time.perf_counter()
                 table = refine_run(run_dir, 1, st, hop_ids=hops["hop_id"].tolist(), workers=args.workers,
-                                   synchronous=args.workers is None, source=str(hosts))
+                                   synchronous=args.workers is None, source=str(hosts), redo=True)
                 walls[name].append(time.perf_counter() - t0)
                 seconds[name].append(float(table["seconds"].mean()))
                 runs[name] = (st, table)

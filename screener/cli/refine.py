@@ -50,7 +50,8 @@ Writes RUN_DIR/refined.parquet (material_id, hop_id, limit, potential, neb_em_eV
 lowest image energy, predicted_em_eV, refined_em_eV, refined_uncertainty_eV, refined_status,
 disagreement = |NEB / scale - predicted| > 0.3 eV with scale the potential's fitted softening,
 end-point energies and residual forces, steps, converged, seconds...; rows of earlier
-refinements of other hops or potentials are kept) and the relaxed images
+refinements of other hops or potentials are kept; each hop's row is written as soon as it is done,
+and a hop already refined alike is not run again: see --redo) and the relaxed images
 RUN_DIR/refined/<material>__<hop_id>/<potential>.traj, which `screener export` then hands out
 instead of IDPP images. The ranking never changes. Seconds per hop, measured: see
 benchmarks/results/bench_refine.json. One hop (or --sync) runs in this process with a progress
@@ -104,6 +105,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler to join instead of starting workers")
     p.add_argument("--sync", action="store_true", help="run every hop in this process (no Dask workers)")
+    p.add_argument("--redo", action="store_true",
+                   help="refine every selected hop again (default: a hop already refined with this potential, "
+                        "these settings and the same band keeps its row, so an interrupted refine goes on "
+                        "where it stopped)")
     add_run_source_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
     p.set_defaults(func=run)
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar(args.quiet) as progress:
             table = refine_run(args.run_dir, args.top, st, hop_ids=args.hop, limits=limits, workers=args.workers,
                                scheduler=args.scheduler, synchronous=args.sync, source=args.source,
-                               progress=progress)
+                               progress=progress, redo=args.redo)
     except (ScreenerError, ValueError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
@@ -165,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(table)
     n_fail = int((table["error"] != "").sum())
-    print(f"{len(table) - n_fail} of {len(table)} hops refined with {st.potential} in "
+    n_kept = len(table.attrs.get("kept_hops", []))
+    kept = f" ({n_kept} kept from an earlier refine; --redo runs them again)" if n_kept else ""
+    print(f"{len(table) - n_fail} of {len(table)} hops refined with {st.potential}{kept} in "
           f"{time.perf_counter() - t0:.0f} s -> {args.run_dir}/refined.parquet")
     return EXIT_PARTIAL if n_fail else EXIT_OK

@@ -27,12 +27,15 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from screener.core.files import write_parquet_atomic
+from screener.core.hashing import content_hash, structure_hash
 from screener.handoff.combine import refined_status
 from screener.handoff.export import REFINED_DIR, regenerate_bands, select_hops
 from screener.handoff.neb import NebResult, RefineSettings, StepCallback, refine_band
@@ -43,7 +46,7 @@ from screener.handoff.potentials import (
     potential_version,
 )
 from screener.handoff.refined_table import REFINED_COLUMNS, ROW_KEY, current_rows, neb_fields
-from screener.screening.execution import dask_client, map_tasks
+from screener.screening.execution import TaskRunner, dask_client
 from screener.screening.rundir import REFINED_TABLE, load_run
 
 if TYPE_CHECKING:
@@ -61,10 +64,9 @@ def refine_task(key: tuple[str, str, str], band: Band, settings: RefineSettings,
     return {"key": key, "result": refine_band(band, settings, on_step)}
 
 
-def _refine_here(tasks: list[tuple], settings: RefineSettings, progress: Any) -> list[Any]:
-    """Refine the hops in this process, one after the other; a failed hop gives its exception."""
+def _refine_here(tasks: list[tuple], settings: RefineSettings, progress: Any) -> Iterator[tuple[Any, Any]]:
+    """Refine the hops in this process, one after the other: ``(key, result or exception)`` as each ends."""
     hop_bar = progress.add_task(f"refine ({settings.potential})", total=len(tasks)) if progress else None
-    results: list[Any] = []
     for key, band, st in tasks:
         step_bar = progress.add_task(f"{key[2]}", total=st.relax_steps) if progress else None
 
@@ -72,24 +74,50 @@ def _refine_here(tasks: list[tuple], settings: RefineSettings, progress: Any) ->
             progress.update(bar, description=f"{hop} {phase}", completed=step, total=max_steps)
 
         try:
-            results.append(refine_task(key, band, st, on_step if progress else None))
+            res: Any = refine_task(key, band, st, on_step if progress else None)
         except Exception as exc:  # noqa: BLE001 - the caller turns it into an error row
-            results.append(exc)
+            res = exc
         if progress:
             progress.remove_task(step_bar)
             progress.advance(hop_bar)
-    return results
+        yield key, res
+
+
+def _refine_on_dask(tasks: list[tuple], settings: RefineSettings, progress: Any, n_workers: int,
+                    scheduler: str | None) -> Iterator[tuple[Any, Any]]:
+    """Refine the hops on Dask workers: ``(key, result or exception)`` as each ends."""
+    with dask_client(n_workers, scheduler, "cpu") as client:
+        bar = progress.add_task(f"refine ({settings.potential})", total=len(tasks)) if progress else None
+        runner = TaskRunner(client)
+        for key, band, st in tasks:
+            runner.submit(key, refine_task, (key, band, st))
+        for key, res in runner.results():
+            if progress:
+                progress.advance(bar)
+            yield key, res
+
+
+def refine_key(band: Band, settings: RefineSettings) -> str:
+    """What a hop's NEB depends on: its band's end points, the potential and its version, the NEB settings.
+
+    Not where or how it ran (``device``, ``threads``, ``batched``). A hop whose row in
+    ``refined.parquet`` has this key and a barrier is not refined again.
+    """
+    st = {k: v for k, v in asdict(settings).items() if k not in ("device", "threads", "batched")}
+    return content_hash({"settings": st, "potential_version": potential_version(settings.potential),
+                         "band": [structure_hash(band.endpoint(0)), structure_hash(band.endpoint(-1))]})[:16]
 
 
 def result_row(hop: pd.Series, settings: RefineSettings, res: NebResult | None = None,
-               error: str = "", images_path: str = "", seconds: float = math.nan) -> dict[str, Any]:
-    """One ``refined.parquet`` row from a hop's ``hops.parquet`` row and its NEB result."""
+               error: str = "", images_path: str = "", seconds: float = math.nan, key: str = "") -> dict[str, Any]:
+    """One ``refined.parquet`` row from a hop's ``hops.parquet`` row and its NEB result (``key``: :func:`refine_key`)."""
     pred = float(hop["predicted_em_eV"])
     row: dict[str, Any] = {c: hop.get(c) for c in ("material_id", "formula", "working_ion", "limit", "hop_id",
                                                    "hop_label", "length_A", "uncertainty_eV")}
     row.update(potential=settings.potential, potential_version=potential_version(settings.potential),
                predicted_em_eV=pred, fmax_eV_A=settings.fmax, images_path=images_path, error=error,
-               finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds)
+               finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), seconds=seconds,
+               refine_key=key)
     neb = res.em_eV if res is not None else math.nan
     fields, combination = neb_fields(settings.potential, pred, float(hop.get("uncertainty_eV", math.nan)), neb)
     row.update(fields, refined_status=refined_status(neb, error, None if res is None else res.converged, combination))
@@ -159,14 +187,27 @@ def write_images(images: list[Atoms], path: Path, potential: str | None = None) 
     tmp.replace(path)
 
 
+def _finished_rows(table: pd.DataFrame | None, potential: str, run_path: Path) -> dict[tuple, dict[str, Any]]:
+    """``{(material, ion, hop): row}`` of the rows of ``potential`` with a NEB barrier and no error."""
+    if table is None or not len(table):
+        return {}
+    t = current_rows(table, run_path)
+    ok = (t["potential"] == potential) & pd.to_numeric(t["neb_em_eV"], errors="coerce").notna() & \
+        (t["error"].fillna("") == "")
+    return {(r["material_id"], r["working_ion"], r["hop_id"]): r for r in t[ok].to_dict("records")}
+
+
 def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | None = None, *,
                hop_ids: list[str] | None = None, limits: tuple[str, ...] | None = None,
                workers: int | None = None, scheduler: str | None = None, synchronous: bool = False,
-               source: str | None = None, progress: Any = None) -> pd.DataFrame:
+               source: str | None = None, progress: Any = None, redo: bool = False) -> pd.DataFrame:
     """Refine the path hops of the top shortlisted materials of a run and record the results.
 
     Writes ``RUN_DIR/refined.parquet`` (rows of earlier runs for other hops or potentials are
-    kept) and ``RUN_DIR/refined/<material>__<hop_id>/<potential>.traj``.
+    kept; each hop's row as soon as it is done) and
+    ``RUN_DIR/refined/<material>__<hop_id>/<potential>.traj``. A hop already refined with the
+    same potential, settings and band (:func:`refine_key`) keeps its row and is not run again,
+    so a refine that was interrupted goes on where it stopped.
 
     Args:
         run_dir: a ``screener run`` output folder.
@@ -179,9 +220,11 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
         synchronous: run in this process.
         source: where to fetch structures again (default: what ``run.json`` records).
         progress: a rich Progress, or None.
+        redo: refine every selected hop again, even those already refined alike.
 
     Returns:
-        The rows of this invocation (one per hop), ``error`` set where a hop failed.
+        The rows of this invocation (one per hop, the kept ones included, their hop ids in
+        ``attrs["kept_hops"]``), ``error`` set where a hop failed.
 
     Raises:
         PotentialNotInstalledError: the potential is missing.
@@ -207,39 +250,55 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
         log.warning("nothing to refine")
         return pd.DataFrame(columns=REFINED_COLUMNS)
     bands = regenerate_bands(run, selected, source)
+    by_key = {(h["material_id"], h["working_ion"], h["hop_id"]): h for _, h in selected.iterrows()}
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    tasks = []
-    for _, h in selected.iterrows():
-        key = (h["material_id"], h["working_ion"], h["hop_id"])
+    table = run.refined
+
+    def record(key: tuple[str, str, str], row: dict[str, Any]) -> None:
+        """Keep a hop's row, in ``refined.parquet`` at once: an interrupted refine loses no finished hop."""
+        nonlocal table
+        rows[key] = row
+        table = merge_refined(table, pd.DataFrame([row], columns=REFINED_COLUMNS), run.path)
+        write_parquet_atomic(table, run.path / REFINED_TABLE)
+
+    earlier = _finished_rows(table, st.potential, run.path)
+    tasks, reused = [], []
+    for key, h in by_key.items():
         b = bands[key]
         if isinstance(b, Exception):
-            rows[key] = result_row(h, st, error=f"{type(b).__name__}: {b}")
+            record(key, result_row(h, st, error=f"{type(b).__name__}: {b}"))
             log.warning("%s %s: band not rebuilt: %s", key[0], key[2], rows[key]["error"])
-        else:
-            tasks.append((key, b, st))
+            continue
+        k = refine_key(b, st)
+        if not redo and earlier.get(key, {}).get("refine_key") == k:
+            rows[key] = earlier[key]
+            reused.append(key[2])
+            continue
+        tasks.append((key, b, st, k))
+    if reused:
+        log.info("%d hop(s) already refined with %s, these settings and this band, kept (redo to run them again): %s",
+                 len(reused), st.potential, ", ".join(sorted(reused)[:10]))
     multi_ion = run.shortlist["working_ion"].nunique() > 1
     if tasks:
         n_workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
+        keys = {key: k for key, _, _, k in tasks}
+        plain = [(key, b, s) for key, b, s, _ in tasks]
         if scheduler is None and (synchronous or n_workers == 1):
             # One process does the work: run it here, with a progress line per optimiser step.
-            results = _refine_here(tasks, st, progress)
+            results = _refine_here(plain, st, progress)
         else:
-            with dask_client(n_workers, scheduler, "cpu") as client:
-                results = map_tasks(client, refine_task, tasks, f"refine ({st.potential})", progress)
-        by_key = {k: h for k, h in zip(zip(selected["material_id"], selected["working_ion"], selected["hop_id"]),
-                                       (r for _, r in selected.iterrows()))}
-        for (key, _, _), res in zip(tasks, results):
+            results = _refine_on_dask(plain, st, progress, n_workers, scheduler)
+        for key, res in results:
             h = by_key[key]
             if isinstance(res, BaseException):
-                rows[key] = result_row(h, st, error=f"{type(res).__name__}: {res}")
+                record(key, result_row(h, st, error=f"{type(res).__name__}: {res}", key=keys[key]))
                 log.warning("%s %s: refine failed: %s", key[0], key[2], res)
                 continue
             neb: NebResult = res["result"]
             folder = hop_folder_name(key[0], key[2], key[1] if multi_ion else None)
             rel = f"{REFINED_DIR}/{folder}/{st.potential}.traj"
             write_images(neb.images, run.path / rel, st.potential)
-            rows[key] = result_row(h, st, neb, images_path=rel)
-    new = pd.DataFrame([rows[k] for k in zip(selected["material_id"], selected["working_ion"], selected["hop_id"])],
-                       columns=REFINED_COLUMNS)
-    write_parquet_atomic(merge_refined(run.refined, new, run.path), run.path / REFINED_TABLE)
+            record(key, result_row(h, st, neb, images_path=rel, key=keys[key]))
+    new = pd.DataFrame([rows[k] for k in by_key], columns=REFINED_COLUMNS)
+    new.attrs["kept_hops"] = sorted(reused)
     return new

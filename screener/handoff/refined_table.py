@@ -34,7 +34,7 @@ REFINED_COLUMNS = [
     "initial_max_force_eV_A", "final_max_force_eV_A", "initial_steps", "final_steps",
     "final_from_symmetry", "initial_ion_shift_A", "final_ion_shift_A", "endpoints_converged",
     "neb_max_force_eV_A", "neb_steps", "evaluations", "converged", "n_images", "n_atoms", "fmax_eV_A",
-    "seconds", "images_path", "error", "finished_at",
+    "seconds", "images_path", "error", "finished_at", "refine_key",
 ]
 
 

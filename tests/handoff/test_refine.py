@@ -254,7 +254,7 @@ def test_defaults_are_the_published_protocol():
 
 
 @pytest.mark.skipif(not HAVE_CHGNET, reason="chgnet not installed (pip install 'screener[refine]')")
-def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
+def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path, capsys):
     """A few optimiser steps on the shortest vacancy hop: the pipeline, not the converged barrier.
 
     The converged runs are in benchmarks/bench_refine.py.
@@ -264,9 +264,13 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     run_dir, hosts = lfp_run
     hops = pd.read_parquet(run_dir / "hops.parquet")
     hop = hops[hops["limit"] == "vacancy"].sort_values("length_A").iloc[0]
-    rc = main(["refine", str(run_dir), "--top", "1", "--hop", hop["hop_id"], "--sync", "--threads", "1",
-               "--images", "3", "--relax-steps", "3", "--neb-steps", "3", "--source", str(hosts), "--quiet"])
+    args = ["refine", str(run_dir), "--top", "1", "--hop", hop["hop_id"], "--sync", "--threads", "1",
+            "--images", "3", "--relax-steps", "3", "--neb-steps", "3", "--source", str(hosts), "--quiet"]
+    rc = main(args)
     assert rc == 0
+    capsys.readouterr()
+    assert main(args) == 0  # run again: the hop is kept, not refined again
+    assert "1 of 1 hops refined with chgnet (1 kept from an earlier refine" in capsys.readouterr().out
     ref = pd.read_parquet(run_dir / "refined.parquet")
     assert list(ref.columns) == REFINED_COLUMNS and len(ref) == 1
     r = ref.iloc[0]
@@ -294,6 +298,49 @@ def test_refine_one_lifepo4_hop_with_chgnet(lfp_run, tmp_path):
     man = pd.read_csv(out / "exported.csv").set_index("hop_id")
     assert man.loc[hop["hop_id"], "images_from"] == "refined:chgnet"
     assert man.loc[hop["hop_id"], "n_images"] == 5
+
+
+def test_an_interrupted_refine_keeps_its_finished_hops_and_goes_on_where_it_stopped(lfp_run, tmp_path,
+                                                                                     monkeypatch):
+    """Each hop's row is written when it ends; a rerun refines only what is missing (--redo: all)."""
+    import screener.handoff.refine as refine_mod
+
+    run_src, hosts = lfp_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(run_src, run_dir, ignore=shutil.ignore_patterns("refined*"))
+    done: list[str] = []
+
+    def fake_task(key, band, st, on_step=None):  # a finished NEB for the first hop, then Ctrl-C
+        if len(done) == 1 and st.neb_steps == 1000:
+            raise KeyboardInterrupt
+        done.append(key[2])
+        return {"key": key, "result": _fake_result(0.4)}
+
+    monkeypatch.setattr(refine_mod, "refine_task", fake_task)
+    kw = dict(synchronous=True, source=str(hosts))
+    with pytest.raises(KeyboardInterrupt):
+        refine_mod.refine_run(run_dir, 1, RefineSettings(), **kw)
+    first = done[0]
+    kept = pd.read_parquet(run_dir / "refined.parquet")
+    assert kept["hop_id"].tolist() == [first] and kept["neb_em_eV"].iloc[0] == pytest.approx(0.4)
+    assert kept["refine_key"].iloc[0]
+
+    monkeypatch.setattr(refine_mod, "refine_task", lambda key, band, st, on_step=None: (
+        done.append(key[2]), {"key": key, "result": _fake_result(0.5)})[1])
+    done.clear()
+    table = refine_mod.refine_run(run_dir, 1, RefineSettings(), **kw)
+    assert first not in done and len(done) == len(table) - 1 >= 1  # the rest, not the finished hop
+    assert table.attrs["kept_hops"] == [first]
+    assert table.set_index("hop_id").loc[first, "neb_em_eV"] == pytest.approx(0.4)
+    assert len(pd.read_parquet(run_dir / "refined.parquet")) == len(table)
+    done.clear()
+    refine_mod.refine_run(run_dir, 1, RefineSettings(), **kw)
+    assert done == []  # everything refined alike: nothing to run
+    refine_mod.refine_run(run_dir, 1, RefineSettings(neb_steps=500), **kw)  # other settings: all again
+    assert len(done) == len(table)
+    done.clear()
+    refine_mod.refine_run(run_dir, 1, RefineSettings(neb_steps=500), redo=True, **kw)
+    assert len(done) == len(table)
 
 
 def test_every_optimiser_step_is_reported():
