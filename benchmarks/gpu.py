@@ -90,7 +90,7 @@ def fast_model(device: str, n_bands: int, big_batch: int) -> dict[str, Any]:
 
 
 def _memory_now_mib(device: str) -> float:
-    """Memory in use (CUDA: allocated by torch; CPU: resident size, ``VmRSS``, after a ``malloc_trim``)."""
+    """Memory in use (CUDA: allocated by torch; CPU: resident size, after a ``malloc_trim``)."""
     import torch
 
     if device == "cuda":
@@ -104,8 +104,9 @@ def _memory_now_mib(device: str) -> float:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the figure then errs low
         pass
-    with open("/proc/self/status") as fh:
-        return next(int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmRSS:"))
+    import psutil  # a dependency of Dask's distributed
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def _reset_peak(device: str) -> None:
@@ -118,8 +119,11 @@ def _reset_peak(device: str) -> None:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         return
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:  # not Linux, or not allowed: the peak stays the process's, and batches err small
+        pass
 
 
 def _peak_mib(device: str) -> float:
@@ -131,13 +135,14 @@ def _peak_mib(device: str) -> float:
 
 
 def _free_mib(device: str) -> float:
-    """Memory left for a batch (CUDA: free device memory; CPU: ``MemAvailable``)."""
+    """Memory left for a batch (CUDA: free device memory; CPU: available memory)."""
     import torch
 
     if device == "cuda":
         return torch.cuda.mem_get_info()[0] / 2**20
-    with open("/proc/meminfo") as fh:
-        return next(int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("MemAvailable:"))
+    import psutil
+
+    return psutil.virtual_memory().available / 2**20
 
 
 def umlip(device: str, n_images: int, potentials: tuple[str, ...] = ("chgnet", "7net-0")) -> dict[str, Any]:

@@ -40,9 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chemistry", required=True,
                    help="working ion(s): Mg, Ca, Zn, Li, Na, K, Al...; a comma list screens several")
     p.add_argument("--source", default=None,
-                   help="'bundled' (catalogue in data/hosts), 'mp' (Materials Project, needs MP_API_KEY) "
-                        "or a folder/file of CIF, POSCAR or pymatgen-JSON structures; default: mp when "
-                        "MP_API_KEY is set, else bundled")
+                   help="'bundled' (catalogue in data/hosts), 'mp' (Materials Project, needs an API key: "
+                        "MP_API_KEY, or mp_api_key in the config file) or a folder/file of CIF, POSCAR or "
+                        "pymatgen-JSON structures; default: mp when an API key is set, else bundled")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/<chemistry>-<UTC date>); running the same command "
                         "into the same folder again resumes an interrupted run (finished work is kept "

@@ -24,6 +24,7 @@ which). The ranking of the run is not changed. Any potential of
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -288,17 +289,18 @@ def refine_run(run_dir: str | Path, top: int = 3, settings: RefineSettings | Non
             results = _refine_here(plain, st, progress)
         else:
             results = _refine_on_dask(plain, st, progress, n_workers, scheduler)
-        for key, res in results:
-            h = by_key[key]
-            if isinstance(res, BaseException):
-                record(key, result_row(h, st, error=f"{type(res).__name__}: {res}", key=keys[key]))
-                log.warning("%s %s: refine failed: %s", key[0], key[2], res)
-                continue
-            neb: NebResult = res["result"]
-            folder = hop_folder_name(key[0], key[2], key[1] if multi_ion else None)
-            rel = f"{REFINED_DIR}/{folder}/{st.potential}.traj"
-            write_images(neb.images, run.path / rel, st.potential)
-            record(key, result_row(h, st, neb, images_path=rel, key=keys[key]))
+        with contextlib.closing(results):  # a failed write closes the Dask client, not the garbage collector
+            for key, res in results:
+                h = by_key[key]
+                if isinstance(res, BaseException):
+                    record(key, result_row(h, st, error=f"{type(res).__name__}: {res}", key=keys[key]))
+                    log.warning("%s %s: refine failed: %s", key[0], key[2], res)
+                    continue
+                neb: NebResult = res["result"]
+                folder = hop_folder_name(key[0], key[2], key[1] if multi_ion else None)
+                rel = f"{REFINED_DIR}/{folder}/{st.potential}.traj"
+                write_images(neb.images, run.path / rel, st.potential)
+                record(key, result_row(h, st, neb, images_path=rel, key=keys[key]))
     new = pd.DataFrame([rows[k] for k in by_key], columns=REFINED_COLUMNS)
     new.attrs["kept_hops"] = sorted(reused)
     return new

@@ -79,7 +79,7 @@ def _flag_again(table: pd.DataFrame) -> pd.DataFrame:
     before 2026-12-07 compared the raw barrier, not ``NEB / scale``)."""
     neb = pd.to_numeric(table["neb_em_eV"], errors="coerce")
     pred = pd.to_numeric(table["predicted_em_eV"], errors="coerce")
-    rows = table.index[neb.notna() & pred.notna()]
+    rows = table.index[np.isfinite(neb) & np.isfinite(pred)]
     if not len(rows):
         return table
     scales = {p: load_combination(str(p))[0].scale for p in table.loc[rows, "potential"].unique()}

@@ -174,7 +174,7 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     try:
         new.save(tmp)
         enlarged.save(tmp)
-        _write_card(tmp, info)
+        _write_card(tmp, info, len(learned))
         tmp.replace(out)  # `out` is new, or an empty folder (check_out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -182,7 +182,7 @@ def learn(records: list[NebRecord], out: str | Path, base: str | Path | None = N
     return LearnResult(out, f"{info.get('name', 'model')}@{version}", learned, cv_base, cv_new)
 
 
-def _write_card(out: Path, info: dict[str, Any]) -> None:
+def _write_card(out: Path, info: dict[str, Any], n_new: int) -> None:
     """The base's card, marked at its top as a learned model's, with what was learned and its CV at the end."""
     path = write_model_card(out)
     cv = info["cv_learned"]
@@ -197,10 +197,13 @@ def _write_card(out: Path, info: dict[str, Any]) -> None:
     lines += ["", "Cross-validation of the trees (same folds; learned rows spread over them):", "",
               metrics_table({"base rows": cv["trees_only_base"], "enlarged set": cv["trees_only_enlarged"]}), ""]
     enlarged = cv["trees_only_enlarged"]
-    notice = (f"> **A learned model.** {info['base_model']} with its descriptor trees refit on "
-              f"{len(info['learned'])} more DFT barriers (`screener learn`; {info['n_train']} rows in all). The "
-              "model and cross-validation sections below describe the base model; this model's cross-validation "
-              f"(trees, enlarged set: MAE {enlarged.get('mae', float('nan')):.3f} eV) is in the last section.\n\n")
+    learned_before = len(info["learned"]) - n_new
+    notice = (f"> **A learned model.** {info['base_model']} with its descriptor trees refit on {n_new} more "
+              f"DFT barriers (`screener learn`; {len(info['learned'])} learned in all"
+              + (f", {learned_before} of them by the base" if learned_before else "")
+              + f"; {info['n_train']} training rows, the count in Data below). The model and cross-validation "
+              "sections below describe the base model; this model's cross-validation (trees, enlarged set: "
+              f"MAE {enlarged.get('mae', float('nan')):.3f} eV) is in the last section.\n\n")
     text = path.read_text()
     at = text.find("## Model\n")
     text = text[:at] + notice + text[at:] if at >= 0 else notice + text

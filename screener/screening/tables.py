@@ -63,7 +63,9 @@ def with_path(rows: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
     # without a prediction never opens (as in the conservative percolation).
     worst = (h.assign(em=h["predicted_em_eV"].fillna(np.inf))
              .groupby([*who, "hop_label"], sort=False)["em"].transform("max"))
-    on_path = h.loc[(worst <= h["percolation_1d_eV"] + 1e-12).to_numpy()]
+    # a material that never percolates (1D barrier inf or missing) has no path
+    on_path = h.loc[(np.isfinite(h["percolation_1d_eV"].astype(float)) &
+                     (worst <= h["percolation_1d_eV"] + 1e-12)).to_numpy()]
     grouped = on_path.groupby(who, sort=False)
     paths = grouped["hop_id"].agg(lambda ids: sorted(ids.unique().tolist()))
     worst_unc = grouped["uncertainty_eV"].max()

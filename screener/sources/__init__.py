@@ -2,7 +2,8 @@
 
 - ``bundled``: the catalogue of well-known intercalation hosts (:mod:`screener.sources.bundled`).
 - a path: a folder or file of CIF, POSCAR or pymatgen-JSON structures (:mod:`screener.sources.files`).
-- ``mp``: the Materials Project through ``mp-api`` (:mod:`screener.sources.mp`, needs ``MP_API_KEY``).
+- ``mp``: the Materials Project through ``mp-api`` (:mod:`screener.sources.mp`, needs an API key:
+  ``MP_API_KEY`` or ``mp_api_key`` in the config file).
 """
 
 from screener.sources.base import DeltaSource, HostItem, Source

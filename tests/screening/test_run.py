@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -206,3 +207,19 @@ def test_a_hop_with_a_limit_left_unpredicted_is_not_on_the_path():
     short = shortlist_table(structures, hops)
     assert short["path_hop_ids"].iloc[0] == ["a-dil", "a-vac"]
     assert short["path_max_uncertainty_eV"].iloc[0] == 0.2
+
+
+def test_a_material_that_never_percolates_has_no_path():
+    """The summary's ± of a material without a 1D path is missing, not the spread of every hop."""
+    import pandas as pd
+
+    from screener.screening.tables import with_path
+
+    structures = pd.DataFrame({"material_id": ["m", "n"], "working_ion": ["Mg", "Mg"],
+                               "percolation_1d_eV": [float("inf"), 0.5]})
+    hops = pd.DataFrame({"material_id": ["m", "m", "n"], "working_ion": ["Mg"] * 3, "hop_label": ["a", "b", "c"],
+                         "hop_id": ["a", "b", "c"], "predicted_em_eV": [2.0, float("nan"), 0.5],
+                         "uncertainty_eV": [0.4, float("nan"), 0.1]})
+    got = with_path(structures, hops).set_index("material_id")
+    assert got.loc["m", "path_hop_ids"] == [] and math.isnan(got.loc["m", "path_max_uncertainty_eV"])
+    assert got.loc["n", "path_hop_ids"] == ["c"] and got.loc["n", "path_max_uncertainty_eV"] == 0.1
