@@ -171,6 +171,7 @@ def test_learn_refits_and_the_new_model_predicts_the_learned_hop_closer(neb_fold
     assert "Learned from finished NEB" in card
     # the top says it is a learned model, before the base's sections that follow
     assert card.index("A learned model") < card.index("## Model") < card.index("## Cross-validation")
+    assert "refit on 1 more DFT barriers (`screener learn`; 1 learned in all;" in card
     assert report["cv"]["trees_only_enlarged"]["n"] == report["cv"]["trees_only_base"]["n"] + 1
     from screener.core.band import Band
 
