@@ -65,14 +65,17 @@ def _summary(result, top: int, threshold: float) -> None:
     passing = set(zip(short["material_id"], short["working_ion"]))
     rows = []
     head = with_path(structures.head(top), result.hops)  # the uncertainty of every row's 1D path
+    ions = sorted(set(structures["working_ion"]))
+    one_ion = len(ions) == 1  # then the title names it, and the table is one column narrower
     for i, r in enumerate(head.itertuples(index=False), start=1):
-        rows.append([str(i), str(r.material_id), str(r.formula), str(r.working_ion), fmt_ev(r.percolation_1d_eV),
-                     fmt_ev(r.path_max_uncertainty_eV), fmt_ev(r.percolation_3d_eV),
+        rows.append([str(i), str(r.material_id), str(r.formula), *([] if one_ion else [str(r.working_ion)]),
+                     fmt_ev(r.percolation_1d_eV), fmt_ev(r.path_max_uncertainty_eV), fmt_ev(r.percolation_3d_eV),
                      "yes" if (r.material_id, r.working_ion) in passing else ""])
-    title = (f"Top {len(rows)} of {len(structures)} materials by 1D percolation barrier; "
+    what = f"{ions[0]} hosts" if one_ion else "materials"
+    title = (f"Top {len(rows)} of {len(structures)} {what} by 1D percolation barrier; "
              f"{len(short)} shortlisted (< {threshold:g} eV); {len(result.failures)} failures")
-    print_table(title, ["#", "material", "formula", "ion", "1D eV", "± eV", "3D eV", "short"], rows,
-                keep=("material", "formula"),
+    print_table(title, ["#", "material", "formula", *([] if one_ion else ["ion"]), "1D eV", "± eV", "3D eV", "short"],
+                rows, keep=("material", "formula"),
                 caption=f"tables in {result.out}" if result.out is not None else None)
 
 

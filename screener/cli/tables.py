@@ -1,7 +1,8 @@
 """Tables printed at the end of a command, readable at 80 columns.
 
-Identifiers (material ids, hop ids, formulas) are never cut: their columns keep their full width
-and the numeric columns make room, with a compact border.
+Nothing is cut with "…": numeric columns keep their widest cell; identifiers (material ids, hop
+ids, formulas) take the rest, the first one whole on one line where it fits, the others folded
+onto more lines where they must be; a compact border.
 """
 
 from __future__ import annotations
@@ -39,12 +40,22 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
 
     t = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
               title_justify="left", caption_justify="left")
+    width = Console().width
+    natural = [max([len(c) for c in (r[i] for r in rows)] + [max(map(len, col.split()), default=0)])
+               for i, col in enumerate(columns)]
+    ids = [i for i, col in enumerate(columns) if col in keep]
+    # Numbers are never cut: each other column keeps its widest cell (a header may break between
+    # words). The identifiers take what is left: the first shown whole on one line where it fits,
+    # the others folded onto more lines where they must be (whole, never cut with "…").
+    room = width - sum(natural[i] for i in range(len(columns)) if i not in ids) - 2 * (len(columns) - 1)
+    whole = {ids[0]} if ids and natural[ids[0]] + sum(min(natural[i], 8) for i in ids[1:]) <= room else set()
     for i, col in enumerate(columns):
-        if col in keep:
-            width = max([len(col)] + [len(r[i]) for r in rows])
-            t.add_column(col, no_wrap=True, min_width=width)
+        if i in whole:
+            t.add_column(col, no_wrap=True, min_width=max(natural[i], len(col)))
+        elif i in ids:
+            t.add_column(col, overflow="fold")
         else:
-            t.add_column(col, justify="right" if i else "left")
+            t.add_column(col, justify="right" if i else "left", no_wrap=False, min_width=natural[i])
     for r in rows:
         t.add_row(*r)
     Console(stderr=False).print(t)

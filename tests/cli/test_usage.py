@@ -150,3 +150,20 @@ def test_the_summary_shows_the_whole_ranking_with_whole_ids_at_80_columns(long_n
 
     warnings = json.loads((out / "run.json").read_text())["reader_warnings"]
     assert any("selective dynamics" in k.lower() and v == 2 for k, v in warnings.items())
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_a_table_never_cuts_a_number_and_folds_an_id_only_when_it_must(monkeypatch, capsys, columns):
+    from screener.cli.tables import print_table
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    long_id = "ICSD_collection_code_123456_MgTi2S4.cif"
+    rows = [["1", long_id, "Mg(TiS2)2", "Mg", "0.56", "0.20", "0.56", "yes"],
+            ["2", "POSCAR_relaxed_1", "MgCr2O4", "Mg", "0.70", "0.18", "∞", ""]]
+    print_table("t", ["#", "material", "formula", "ion", "1D eV", "± eV", "3D eV", "short"], rows,
+                keep=("material", "formula"))
+    out = capsys.readouterr().out
+    assert "…" not in out and max(map(len, out.splitlines())) <= columns
+    first = next(line for line in out.splitlines() if line.lstrip().startswith("1 "))
+    assert first.split()[-4:] == ["0.56", "0.20", "0.56", "yes"]  # every number whole, on the id's line
+    assert (long_id in out) == (columns >= 85)  # on one line where it fits, else folded
