@@ -1,8 +1,9 @@
 """Tables printed at the end of a command, readable at 80 columns.
 
-Nothing is cut with "…": numeric columns keep their widest cell; identifiers (material ids, hop
-ids, formulas) take the rest, the first one whole on one line where it fits, the others folded
-onto more lines where they must be; a compact border.
+Numbers are not the first to go: numeric columns keep their widest cell; identifiers (material
+ids, hop ids, formulas) take the rest, the first one whole on one line where it fits, the others
+folded onto more lines (whole, not cut) where they must be; a compact border. A table much wider
+than the terminal (refine's ten columns at 80) can still have its last columns squeezed.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ def fmt_ev(x: Any, digits: int = 2) -> str:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 keep: Sequence[str] = (), caption: str | None = None) -> None:
-    """Print ``rows`` under ``columns``; the ``keep`` columns are never wrapped or cut.
+    """Print ``rows`` under ``columns``; the ``keep`` columns are folded where they must be, never cut.
 
     Args:
         title: line above the table.
         columns: headers.
         rows: cells as text.
-        keep: headers of identifier columns, shown whole.
+        keep: headers of identifier columns, shown whole (the first on one line where it fits).
         caption: line below the table.
     """
     from rich import box
