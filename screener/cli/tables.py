@@ -45,9 +45,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
     natural = [max([len(c) for c in (r[i] for r in rows)] + [max(map(len, col.split()), default=0)])
                for i, col in enumerate(columns)]
     ids = [i for i, col in enumerate(columns) if col in keep]
-    # Numbers are never cut: each other column keeps its widest cell (a header may break between
-    # words). The identifiers take what is left: the first shown whole on one line where it fits,
-    # the others folded onto more lines where they must be (whole, never cut with "…").
+    # Numbers go last: each other column asks for its widest cell (a header may break between
+    # words). The identifiers take what is left: the first shown whole on one line where it
+    # roughly fits (2 characters between columns; rich can fold the others below 8 to make it),
+    # the others folded onto more lines (whole, never cut with "…").
     room = width - sum(natural[i] for i in range(len(columns)) if i not in ids) - 2 * (len(columns) - 1)
     whole = {ids[0]} if ids and natural[ids[0]] + sum(min(natural[i], 8) for i in ids[1:]) <= room else set()
     for i, col in enumerate(columns):

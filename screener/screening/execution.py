@@ -348,21 +348,3 @@ class TaskRunner:
             fut.release()
             yield tag, res
 
-
-def map_tasks(client: Any, fn: Callable, items: Sequence[tuple], description: str = "tasks",
-              progress: Any = None, resources: dict | None = None) -> list[Any]:
-    """Apply ``fn(*item)`` to every item on ``client`` (or inline), results in input order.
-
-    A task that raises is retried once by Dask (a lost worker is retried by Dask itself); if it
-    still fails, its slot holds the exception so the caller can turn it into failure rows.
-    """
-    results: list[Any] = [None] * len(items)
-    task = progress.add_task(description, total=len(items)) if progress is not None else None
-    runner = TaskRunner(client)
-    for i, args in enumerate(items):
-        runner.submit(i, fn, args, resources=resources)
-    for i, res in runner.results():
-        results[i] = res
-        if progress is not None:
-            progress.advance(task)
-    return results

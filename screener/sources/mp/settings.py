@@ -7,7 +7,6 @@ logged, written or put in an error message. ``MP_API_ENDPOINT`` points the clien
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from screener.core.errors import ScreenerError
+from screener.core.hashing import content_hash
 
 DEFAULT_ENDPOINT = "https://api.materialsproject.org/"
 
@@ -137,7 +137,7 @@ def default_cache_dir(endpoint: str = DEFAULT_ENDPOINT) -> Path:
         return root
     parts = urlsplit(endpoint)  # never a credential in a folder name
     where = f"{parts.hostname or 'local'}{f'-{parts.port}' if parts.port else ''}"
-    digest = hashlib.sha256(f"{parts.scheme}://{where}{parts.path}".encode()).hexdigest()[:8]
+    digest = content_hash(f"{parts.scheme}://{where}{parts.path}")[:8]
     return root / "endpoints" / f"{re.sub(r'[^A-Za-z0-9.-]', '_', where)}-{digest}"
 
 
